@@ -1,0 +1,78 @@
+"""Wiring: build the aiohttp app from a Config. Nothing here is global.
+
+Request routing on the one port (WIRE.md section 1):
+``/`` → CloudFlow (RPC, dispatch on Action), ``/flows…`` → Bedrock (REST),
+``/metrics``, ``/healthz``, ``/readyz`` → operations, ``/_executor…`` → the
+reference executor when no upstream is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from router import executor
+from router.config import Config
+from router.dialects import cloudflow
+from router.errors import Unavailable
+from router.forward import Forwarder, UpstreamTemplate
+from router.metrics import CONTENT_TYPE, Metrics
+from router.service import Gateway
+from router.store import Store, open_store
+
+log = logging.getLogger("flow_router")
+
+CONFIG = web.AppKey("config", Config)
+GATEWAY = web.AppKey("gateway", Gateway)
+METRICS = web.AppKey("metrics", Metrics)
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    try:
+        await request.app[GATEWAY].store.ping()
+    except Unavailable as e:
+        return web.json_response({"status": "unavailable", "reason": e.message}, status=503)
+    return web.json_response({"status": "ready"})
+
+
+async def _metrics(request: web.Request) -> web.Response:
+    body = request.app[METRICS].render()
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+
+
+def make_app(config: Config, store: Store | None = None) -> web.Application:
+    """The gateway app. ``store`` overrides ``config.store`` (tests pass one in)."""
+    app = web.Application(client_max_size=1024**2)
+    app[CONFIG] = config
+    metrics = Metrics()
+    app[METRICS] = metrics
+    upstream = UpstreamTemplate(config.upstream_template())
+    forwarder = Forwarder(config.timeouts, config.max_connections)
+
+    async def resources(app: web.Application) -> AsyncIterator[None]:
+        owned = store is None
+        opened = await open_store(config.store, config.key_prefix) if owned else store
+        assert opened is not None
+        await forwarder.start()
+        app[GATEWAY] = Gateway(opened, forwarder, metrics, upstream, config.settings)
+        if config.upstream is None:
+            log.info("no --upstream given: forwarding to the built-in reference executor")
+        yield
+        await forwarder.close()
+        if owned:
+            await opened.close()
+
+    app.cleanup_ctx.append(resources)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    app.router.add_get("/metrics", _metrics)
+    cloudflow.add_routes(app, GATEWAY, metrics)
+    if config.upstream is None:
+        executor.add_routes(app)
+    return app

@@ -1,0 +1,111 @@
+"""``flow-router serve`` and ``flow-router executor``.
+
+Every ``serve`` option can also come from a ``FLOW_ROUTER_*`` environment
+variable; a flag given on the command line wins over the environment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from router import __version__
+from router.config import Config
+from router.forward import Timeouts, UpstreamTemplate
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"FLOW_ROUTER_{name}", default)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flow-router", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"flow-router {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the gateway (CloudFlow + Bedrock APIs on one port)")
+    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="[FLOW_ROUTER_HOST]")
+    serve.add_argument(
+        "--port", type=int, default=int(_env("PORT", "8080") or 8080), help="[FLOW_ROUTER_PORT]"
+    )
+    serve.add_argument(
+        "--store",
+        default=_env("STORE", "memory://"),
+        help="memory:// (embedded, default), redis://host:port/db or rediss://… "
+        "[FLOW_ROUTER_STORE]",
+    )
+    serve.add_argument(
+        "--key-prefix", default=_env("KEY_PREFIX", "fr"), help="Redis key prefix [FLOW_ROUTER_KEY_PREFIX]"
+    )
+    serve.add_argument(
+        "--upstream",
+        default=_env("UPSTREAM"),
+        help="executor URL template with {flow}, {flowId}, {version}, {alias}; "
+        "default: the built-in reference executor [FLOW_ROUTER_UPSTREAM]",
+    )
+    serve.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=float(_env("CONNECT_TIMEOUT", "2") or 2),
+        help="seconds to connect to an executor [FLOW_ROUTER_CONNECT_TIMEOUT]",
+    )
+    serve.add_argument(
+        "--timeout",
+        type=float,
+        default=float(_env("TIMEOUT", "30") or 30),
+        help="seconds for a whole executor call [FLOW_ROUTER_TIMEOUT]",
+    )
+    serve.add_argument("--region", default=_env("REGION", "us-east-1"), help="[FLOW_ROUTER_REGION]")
+    serve.add_argument(
+        "--account-id", default=_env("ACCOUNT_ID", "123456789012"), help="[FLOW_ROUTER_ACCOUNT_ID]"
+    )
+    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[FLOW_ROUTER_LOG_LEVEL]")
+
+    executor = sub.add_parser("executor", help="run the reference (echo) executor alone")
+    executor.add_argument("--host", default="127.0.0.1")
+    executor.add_argument("--port", type=int, default=9090)
+    return parser
+
+
+def config_from_args(args: argparse.Namespace) -> Config:
+    if args.upstream is not None:
+        UpstreamTemplate(args.upstream)  # fail at start-up, not on the first execution
+    return Config(
+        host=args.host,
+        port=args.port,
+        store=args.store,
+        key_prefix=args.key_prefix,
+        upstream=args.upstream,
+        timeouts=Timeouts(connect_s=args.connect_timeout, total_s=args.timeout),
+        region=args.region,
+        account_id=args.account_id,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    level = getattr(args, "log_level", "INFO")
+    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    if args.command == "executor":
+        from router.executor import make_executor_app
+
+        web.run_app(make_executor_app(), host=args.host, port=args.port, print=None)
+        return 0
+    try:
+        config = config_from_args(args)
+    except ValueError as e:
+        print(f"flow-router: {e}", file=sys.stderr)
+        return 2
+    from router.app import make_app
+
+    logging.getLogger("flow_router").info(
+        "flow-router %s listening on http://%s:%d (store %s)",
+        __version__, config.host, config.port, config.store,
+    )  # fmt: skip
+    web.run_app(make_app(config), host=config.host, port=config.port, print=None)
+    return 0

@@ -1,0 +1,30 @@
+"""Gateway configuration: one frozen value built by the CLI (or by tests)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from router.forward import Timeouts
+from router.service import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    store: str = "memory://"
+    key_prefix: str = "fr"
+    # None: forward to the built-in reference executor mounted in this app.
+    upstream: str | None = None
+    timeouts: Timeouts = Timeouts()
+    max_connections: int = 0  # 0: unbounded pool to the executors
+    settings: Settings = Settings()
+    region: str = "us-east-1"
+    account_id: str = "123456789012"
+
+    def upstream_template(self) -> str:
+        if self.upstream is not None:
+            return self.upstream
+        from router.executor import TEMPLATE_PATH
+
+        return f"http://127.0.0.1:{self.port}{TEMPLATE_PATH}"

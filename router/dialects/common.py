@@ -1,0 +1,31 @@
+"""What both dialects format the same way: request ids, times, error lookup."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import TypeVar
+
+from router.errors import RouterError
+
+V = TypeVar("V")
+
+
+def request_id() -> str:
+    return str(uuid.uuid4()).upper()
+
+
+def iso8601(ms: int) -> str:
+    """``2020-01-01T01:01:01.001Z``: the form both APIs document."""
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + (
+        f"{ms % 1000:03d}Z"
+    )
+
+
+def lookup_error(table: Mapping[type[RouterError], V], error: RouterError) -> V:
+    """The entry for the most specific class of ``error`` in a dialect's table."""
+    for cls in type(error).__mro__:
+        if cls in table:
+            return table[cls]  # type: ignore[index]
+    raise LookupError(f"no mapping for {type(error).__name__}")

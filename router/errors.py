@@ -1,0 +1,125 @@
+"""Domain errors raised by the core.
+
+The core never speaks HTTP: it raises one of these, and each dialect maps the
+class to its own error envelope in a single table. Every error carries a
+human-readable ``message`` that is safe to show to the caller, and enough
+structured data (``field``, ``kind``, ``name``) for a dialect to pick a code.
+"""
+
+from __future__ import annotations
+
+
+class RouterError(Exception):
+    """Base of every error the core raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+# -- caller mistakes ---------------------------------------------------------
+
+
+class InvalidArgument(RouterError):
+    """A parameter is present but its value is not acceptable."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+class MissingParameter(InvalidArgument):
+    """A required parameter is absent (or empty, which the SDKs send for unset)."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"required parameter {field} is missing", field)
+
+
+class UnknownAction(InvalidArgument):
+    """The request names an operation this gateway does not serve."""
+
+
+# -- resource state ----------------------------------------------------------
+
+
+class NotFound(RouterError):
+    kind = "resource"
+
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"{self.kind} {name} does not exist")
+        self.name = name
+
+
+class FlowNotFound(NotFound):
+    kind = "flow"
+
+
+class VersionNotFound(NotFound):
+    kind = "flow version"
+
+
+class AliasNotFound(NotFound):
+    kind = "flow alias"
+
+
+class ExecutionNotFound(NotFound):
+    kind = "execution"
+
+
+class AlreadyExists(RouterError):
+    kind = "resource"
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"{self.kind} {name} already exists")
+        self.name = name
+
+
+class FlowAlreadyExists(AlreadyExists):
+    kind = "flow"
+
+
+class AliasAlreadyExists(AlreadyExists):
+    kind = "flow alias"
+
+
+class ExecutionAlreadyExists(AlreadyExists):
+    kind = "execution"
+
+
+class Conflict(RouterError):
+    """The request is well-formed but clashes with the current state."""
+
+
+class ResourceInUse(Conflict):
+    """Deleting something another resource still depends on."""
+
+
+class IdempotencyMismatch(Conflict):
+    """A client token was reused with different parameters."""
+
+
+class QuotaExceeded(RouterError):
+    """A configured limit on the number of resources has been reached."""
+
+
+# -- dependencies ------------------------------------------------------------
+
+
+class Unavailable(RouterError):
+    """The store cannot be reached; the request may be retried."""
+
+
+class ExecutorError(RouterError):
+    """The version's executor failed; carries the version that was chosen."""
+
+    def __init__(self, message: str, version: str) -> None:
+        super().__init__(message)
+        self.version = version
+
+
+class ExecutorTimeout(ExecutorError):
+    pass
+
+
+class ExecutorUnreachable(ExecutorError):
+    pass

@@ -1,0 +1,99 @@
+"""Prometheus metrics, one registry per app (no global registry).
+
+Label children are cached per (flow, alias, version) so the hot path does a
+dict lookup and an ``inc()``, not a ``labels()`` call with its locking and
+tuple building.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.metrics import MetricWrapperBase
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Executor round trips: from sub-millisecond echo executors to long workflows.
+_DURATION_BUCKETS = (
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+)  # fmt: skip
+
+
+class ExecutionMetrics:
+    """The children one (flow, alias, version) path needs on every execution."""
+
+    __slots__ = ("ok", "failed", "duration")
+
+    def __init__(self, ok: Counter, failed: Counter, duration: Histogram) -> None:
+        self.ok = ok
+        self.failed = failed
+        self.duration = duration
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        self.executions = Counter(
+            "flow_router_executions",
+            "Executions sent to an executor, by the version the gateway chose.",
+            ["flow", "alias", "version", "outcome"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "flow_router_execution_duration_seconds",
+            "Executor round trip of an execution, per version.",
+            ["flow", "version"],
+            buckets=_DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.alias_weight = Gauge(
+            "flow_router_alias_weight",
+            "Configured share of an alias's traffic per version (0..1).",
+            ["flow", "alias", "version"],
+            registry=self.registry,
+        )
+        self.api_requests = Counter(
+            "flow_router_api_requests",
+            "API requests answered, by dialect, action and result code.",
+            ["dialect", "action", "code"],
+            registry=self.registry,
+        )
+        self._paths: dict[tuple[str, str, str], ExecutionMetrics] = {}
+        self._weights: dict[tuple[str, str], set[str]] = {}
+
+    def path(self, flow: str, alias: str, version: str) -> ExecutionMetrics:
+        key = (flow, alias, version)
+        found = self._paths.get(key)
+        if found is None:
+            found = ExecutionMetrics(
+                self.executions.labels(flow, alias, version, "success"),
+                self.executions.labels(flow, alias, version, "error"),
+                self.duration.labels(flow, version),
+            )
+            self._paths[key] = found
+        return found
+
+    def set_weights(self, flow: str, alias: str, shares: Iterable[tuple[str, float]]) -> None:
+        """Publish an alias's configured split, dropping versions it no longer routes to."""
+        shares = list(shares)
+        current = {v for v, _ in shares}
+        for stale in self._weights.get((flow, alias), set()) - current:
+            self._remove(self.alias_weight, flow, alias, stale)
+        for version, share in shares:
+            self.alias_weight.labels(flow, alias, version).set(share)
+        self._weights[(flow, alias)] = current
+
+    def forget_alias(self, flow: str, alias: str) -> None:
+        for version in self._weights.pop((flow, alias), set()):
+            self._remove(self.alias_weight, flow, alias, version)
+
+    @staticmethod
+    def _remove(metric: MetricWrapperBase, *labels: str) -> None:
+        try:
+            metric.remove(*labels)
+        except KeyError:
+            pass
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,288 @@
+"""The use cases both dialects call: validate with the model, persist, route.
+
+Dialects translate wire to these calls and domain errors back to wire; they
+never touch the store directly. Everything here is API-neutral except for the
+:class:`~router.model.Api` argument that picks the API's documented limits.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from router import model
+from router.errors import ExecutorError, InvalidArgument, VersionNotFound
+from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
+from router.metrics import Metrics
+from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
+from router.routing import AliasCache, CompiledAlias
+from router.store.base import ExecutionRecord, Page, Store
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    max_routes: Mapping[Api, int] = field(
+        default_factory=lambda: {Api.CLOUDFLOW: 2, Api.BEDROCK: 1}
+    )
+    execution_ttl_s: int = 7 * 24 * 3600
+    max_page: int = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    flow: Flow
+    name: str
+    version: str
+    alias: str
+    started_at: int
+    stopped_at: int
+    input: Any
+    reply: ExecutorReply
+
+
+class Gateway:
+    def __init__(
+        self,
+        store: Store,
+        forwarder: Forwarder,
+        metrics: Metrics,
+        upstream: UpstreamTemplate,
+        settings: Settings | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.forwarder = forwarder
+        self.metrics = metrics
+        self.upstream = upstream
+        self.settings = settings or Settings()
+        self.aliases = AliasCache(metrics)
+        self._random = (rng or random.Random()).random
+        # Versions are immutable, so their definitions can be cached for good.
+        self._definitions: dict[tuple[str, str], Any] = {}
+
+    # flows --------------------------------------------------------------------
+    async def create_flow(
+        self,
+        api: Api,
+        *,
+        name: str | None,
+        definition: Any,
+        description: str | None = None,
+        role_arn: str = "",
+        type: str = "FDL",
+        execution_mode: str = "Standard",
+        environment: Any = None,
+        encryption_key_arn: str = "",
+        tags: Mapping[str, str] | None = None,
+    ) -> Flow:
+        at = model.now_ms()
+        flow = Flow(
+            id=model.new_id(),
+            name=model.validate_name(name, api),
+            definition=definition,
+            description=model.validate_description(description, api) or "",
+            role_arn=role_arn,
+            type=type,
+            execution_mode=execution_mode,
+            environment=environment,
+            encryption_key_arn=encryption_key_arn,
+            tags=dict(tags or {}),
+            created_at=at,
+            updated_at=at,
+        )
+        await self.store.create_flow(flow)
+        return flow
+
+    async def flow(self, name: str | None, field_name: str = "FlowName") -> Flow:
+        return await self.store.get_flow(model.require(name, field_name))
+
+    async def flow_by_id(self, flow_id: str) -> Flow:
+        return await self.store.get_flow_by_id(flow_id)
+
+    async def list_flows(self, limit: int, token: str | None) -> Page[Flow]:
+        return await self.store.list_flows(self._limit(limit), token)
+
+    async def update_flow(self, api: Api, flow: Flow, update: FlowUpdate) -> Flow:
+        if update.name is not None:
+            model.validate_name(update.name, api)
+        model.validate_description(update.description, api)
+        updated = await self.store.update_flow(flow.id, update, model.now_ms())
+        if updated.name != flow.name:
+            self.aliases.drop_flow(flow)
+        return updated
+
+    async def delete_flow(self, flow: Flow, *, force: bool) -> Flow:
+        deleted = await self.store.delete_flow(flow.id, force=force)
+        self.aliases.drop_flow(flow)
+        return deleted
+
+    # versions -----------------------------------------------------------------
+    async def publish_version(self, api: Api, flow: Flow, description: str | None) -> FlowVersion:
+        model.validate_description(description, api)
+        return await self.store.publish_version(flow.id, description or "", model.now_ms())
+
+    async def version(self, flow: Flow, version: str | int | None) -> FlowVersion:
+        return await self.store.get_version(flow.id, model.parse_version(version))
+
+    async def list_versions(self, flow: Flow, limit: int, token: str | None) -> Page[FlowVersion]:
+        return await self.store.list_versions(flow.id, self._limit(limit), token)
+
+    async def delete_version(self, flow: Flow, version: str | None, *, force: bool) -> None:
+        await self.store.delete_version(
+            flow.id, model.parse_version(version, "FlowVersion"), force=force
+        )
+
+    # aliases ------------------------------------------------------------------
+    def routes(
+        self, api: Api, entries: Sequence[tuple[Any, Any]], field_name: str
+    ) -> tuple[Route, ...]:
+        return model.validate_routes(entries, self.settings.max_routes[api], field_name)
+
+    async def create_alias(
+        self,
+        api: Api,
+        flow: Flow,
+        *,
+        name: str | None,
+        routes: tuple[Route, ...],
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+    ) -> Alias:
+        at = model.now_ms()
+        alias = Alias(
+            flow_id=flow.id,
+            id=model.new_id(),
+            name=model.validate_alias_name(name, api),
+            routes=routes,
+            description=model.validate_description(description, api) or "",
+            tags=dict(tags or {}),
+            created_at=at,
+            updated_at=at,
+        )
+        await self.store.create_alias(alias)
+        self.aliases.get(flow, alias)
+        return alias
+
+    async def alias(self, flow: Flow, name: str | None, field_name: str = "Name") -> Alias:
+        return await self.store.get_alias(flow.id, model.require(name, field_name))
+
+    async def alias_by_id(self, flow: Flow, alias_id: str) -> Alias:
+        return await self.store.get_alias_by_id(flow.id, alias_id)
+
+    async def list_aliases(self, flow: Flow, limit: int, token: str | None) -> Page[Alias]:
+        return await self.store.list_aliases(flow.id, self._limit(limit), token)
+
+    async def update_alias(self, api: Api, flow: Flow, name: str, update: AliasUpdate) -> Alias:
+        if update.name is not None:
+            model.validate_alias_name(update.name, api)
+        model.validate_description(update.description, api)
+        updated = await self.store.update_alias(flow.id, name, update, model.now_ms())
+        if updated.name != name:
+            self.aliases.drop(flow, name)
+        self.aliases.get(flow, updated)
+        return updated
+
+    async def delete_alias(self, flow: Flow, name: str) -> Alias:
+        deleted = await self.store.delete_alias(flow.id, name)
+        self.aliases.drop(flow, name)
+        return deleted
+
+    # executions ---------------------------------------------------------------
+    async def compiled(self, flow: Flow, alias: Alias) -> CompiledAlias:
+        return self.aliases.get(flow, alias)
+
+    async def start_execution(
+        self,
+        flow: Flow,
+        *,
+        alias: Alias | None = None,
+        version: str | None = None,
+        name: str | None = None,
+        input: Any = None,
+        routing_key: bytes | None = None,
+    ) -> Execution:
+        """Choose the version (alias weights, explicit version, or latest) and run it there."""
+        if alias is not None:
+            compiled = self.aliases.get(flow, alias)
+            chosen = (
+                compiled.pick_for_key(routing_key)
+                if routing_key is not None
+                else compiled.pick(self._random())
+            )
+        elif version is not None:
+            chosen = str((await self.version(flow, version)).version)
+        else:
+            latest = await self.store.latest_version(flow.id)
+            if latest is None:
+                raise VersionNotFound(
+                    "latest", f"flow {flow.name} has no published version to execute"
+                )
+            chosen = str(latest.version)
+        return await self.run(flow, chosen, alias.name if alias else "", name, input)
+
+    async def run(
+        self, flow: Flow, version: str, alias: str, name: str | None, input: Any
+    ) -> Execution:
+        """Forward one execution to ``version``'s executor and count it."""
+        name = model.validate_execution_name(name) or uuid.uuid4().hex
+        started = model.now_ms()
+        await self.store.record_execution(
+            ExecutionRecord(flow.id, name, version, alias, started), self.settings.execution_ttl_s
+        )
+        url = self.upstream.url(flow.name, flow.id, version, alias)
+        payload = {
+            "flow": flow.name,
+            "flowId": flow.id,
+            "version": version,
+            "alias": alias,
+            "execution": name,
+            "input": input,
+        }
+        path = self.metrics.path(flow.name, alias, version)
+        t0 = time.perf_counter()
+        try:
+            reply = await self.forwarder.execute(url, payload, version)
+        except ExecutorError:
+            path.duration.observe(time.perf_counter() - t0)
+            path.failed.inc()
+            raise
+        path.duration.observe(time.perf_counter() - t0)
+        path.ok.inc()
+        return Execution(flow, name, version, alias, started, model.now_ms(), input, reply)
+
+    async def version_definition(self, flow: Flow, version: str) -> Any:
+        """The definition a version was published with (``None`` if it is gone)."""
+        key = (flow.id, version)
+        if key not in self._definitions:
+            try:
+                found = await self.store.get_version(flow.id, int(version))
+            except VersionNotFound:
+                return None
+            if len(self._definitions) >= 10_000:
+                self._definitions.clear()
+            self._definitions[key] = found.definition
+        return self._definitions[key]
+
+    async def describe_execution(self, flow: Flow, name: str | None) -> Execution:
+        record = await self.store.get_execution(flow.id, model.require(name, "ExecutionName"))
+        url = self.upstream.url(flow.name, flow.id, record.version, record.alias)
+        reply = await self.forwarder.describe(url, record.name, record.version)
+        return Execution(
+            flow,
+            record.name,
+            record.version,
+            record.alias,
+            record.started_at,
+            model.now_ms(),
+            reply.body.get("input"),
+            reply,
+        )
+
+    def _limit(self, limit: int) -> int:
+        if not 1 <= limit <= self.settings.max_page:
+            raise InvalidArgument(f"limit must be between 1 and {self.settings.max_page}", "Limit")
+        return limit

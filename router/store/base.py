@@ -1,0 +1,123 @@
+"""The one storage seam: everything the gateway persists goes through ``Store``.
+
+Contract (tested identically against every implementation in
+``tests/store/test_contract.py``):
+
+* Every write is atomic: it either happens whole or not at all, and two
+  concurrent writes that conflict (same flow name, same alias name, same
+  execution name) see exactly one winner; the loser gets the domain error.
+* Reads raise the ``*NotFound`` error of what is missing.
+* Lists are ordered (flows and aliases by name, versions by number) and paged
+  with an opaque token: pass ``Page.next_token`` back to get the next page.
+* Alias writes bump ``Alias.revision`` so caches can tell stale from fresh.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Generic, Protocol, TypeVar
+
+from router.model import Alias, AliasUpdate, Flow, FlowUpdate, FlowVersion
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    items: Sequence[T]
+    next_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutionRecord:
+    """What the gateway remembers of an execution: where it was sent."""
+
+    flow_id: str
+    name: str
+    version: str
+    alias: str  # "" when started with a version qualifier or none
+    started_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """A remembered client token: what it created and with which parameters."""
+
+    fingerprint: str
+    resource: str  # the id (or name) of what the first request created
+
+
+class Store(Protocol):
+    # flows ------------------------------------------------------------------
+    async def create_flow(self, flow: Flow) -> None: ...
+    async def get_flow(self, name: str) -> Flow: ...
+    async def get_flow_by_id(self, flow_id: str) -> Flow: ...
+    async def list_flows(self, limit: int, token: str | None = None) -> Page[Flow]: ...
+    async def update_flow(self, flow_id: str, update: FlowUpdate, at: int) -> Flow: ...
+    async def delete_flow(self, flow_id: str, *, force: bool) -> Flow:
+        """Delete a flow with its versions and aliases.
+
+        Without ``force`` a flow that still has aliases raises ``ResourceInUse``.
+        """
+        ...
+
+    # versions ---------------------------------------------------------------
+    async def publish_version(self, flow_id: str, description: str, at: int) -> FlowVersion:
+        """Snapshot the flow's current definition as the next version number."""
+        ...
+
+    async def get_version(self, flow_id: str, version: int) -> FlowVersion: ...
+    async def latest_version(self, flow_id: str) -> FlowVersion | None: ...
+    async def list_versions(
+        self, flow_id: str, limit: int, token: str | None = None
+    ) -> Page[FlowVersion]: ...
+    async def delete_version(self, flow_id: str, version: int, *, force: bool) -> None:
+        """Without ``force``, a version that an alias routes to raises ``ResourceInUse``."""
+        ...
+
+    # aliases ------------------------------------------------------------------
+    async def create_alias(self, alias: Alias) -> None:
+        """Raises ``AliasAlreadyExists`` or ``VersionNotFound`` for a missing route."""
+        ...
+
+    async def get_alias(self, flow_id: str, name: str) -> Alias: ...
+    async def get_alias_by_id(self, flow_id: str, alias_id: str) -> Alias: ...
+    async def list_aliases(
+        self, flow_id: str, limit: int, token: str | None = None
+    ) -> Page[Alias]: ...
+    async def update_alias(self, flow_id: str, name: str, update: AliasUpdate, at: int) -> Alias:
+        """Apply ``update`` and bump the revision; routes must name existing versions."""
+        ...
+
+    async def delete_alias(self, flow_id: str, name: str) -> Alias: ...
+
+    # executions ---------------------------------------------------------------
+    async def record_execution(self, record: ExecutionRecord, ttl_s: int) -> None:
+        """Remember an execution; raises ``ExecutionAlreadyExists`` for a taken name."""
+        ...
+
+    async def get_execution(self, flow_id: str, name: str) -> ExecutionRecord: ...
+
+    # idempotency tokens ---------------------------------------------------------
+    async def get_token(self, scope: str, token: str) -> IdempotencyRecord | None: ...
+    async def put_token(
+        self, scope: str, token: str, record: IdempotencyRecord, ttl_s: int
+    ) -> IdempotencyRecord:
+        """Store ``record`` unless the token is taken; return whichever is stored."""
+        ...
+
+    # lifecycle ------------------------------------------------------------------
+    async def ping(self) -> None:
+        """Raise ``Unavailable`` when the store cannot be reached."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+def routes_missing(alias_versions: Sequence[int], existing: set[int] | frozenset[int]) -> int | None:
+    """The first routed version that does not exist, if any."""
+    for v in alias_versions:
+        if v not in existing:
+            return v
+    return None

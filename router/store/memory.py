@@ -1,0 +1,238 @@
+"""The embedded store: one process, nothing to install.
+
+Every method runs to completion without awaiting anything in between, so on
+one event loop each write is atomic with respect to every other request.
+"""
+
+from __future__ import annotations
+
+import bisect
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import TypeVar
+
+from router.errors import (
+    AliasAlreadyExists,
+    AliasNotFound,
+    ExecutionAlreadyExists,
+    ExecutionNotFound,
+    FlowAlreadyExists,
+    FlowNotFound,
+    ResourceInUse,
+    VersionNotFound,
+)
+from router.model import Alias, AliasUpdate, Flow, FlowUpdate, FlowVersion
+from router.store.base import ExecutionRecord, IdempotencyRecord, Page, routes_missing
+
+T = TypeVar("T")
+K = TypeVar("K", str, int)
+
+
+@dataclass
+class _FlowState:
+    flow: Flow
+    versions: dict[int, FlowVersion] = field(default_factory=dict)
+    next_version: int = 1
+    aliases: dict[str, Alias] = field(default_factory=dict)
+    executions: dict[str, tuple[ExecutionRecord, float]] = field(default_factory=dict)
+
+
+def paginate(
+    keys: Iterable[K], limit: int, token: str | None, parse: Callable[[str], K], get: Callable[[K], T]
+) -> Page[T]:
+    """Page over sorted ``keys``; the token is the first key of the next page."""
+    ordered = sorted(keys)
+    start = bisect.bisect_left(ordered, parse(token)) if token else 0
+    chunk = ordered[start : start + limit]
+    following = ordered[start + limit : start + limit + 1]
+    return Page([get(k) for k in chunk], str(following[0]) if following else None)
+
+
+class MemoryStore:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._flows: dict[str, _FlowState] = {}  # by id
+        self._names: dict[str, str] = {}  # name -> id
+        self._tokens: dict[tuple[str, str], tuple[IdempotencyRecord, float]] = {}
+        self._clock = clock
+
+    # flows ----------------------------------------------------------------------
+    def _state(self, flow_id: str) -> _FlowState:
+        state = self._flows.get(flow_id)
+        if state is None:
+            raise FlowNotFound(flow_id)
+        return state
+
+    async def create_flow(self, flow: Flow) -> None:
+        if flow.name in self._names:
+            raise FlowAlreadyExists(flow.name)
+        self._names[flow.name] = flow.id
+        self._flows[flow.id] = _FlowState(flow)
+
+    async def get_flow(self, name: str) -> Flow:
+        flow_id = self._names.get(name)
+        if flow_id is None:
+            raise FlowNotFound(name)
+        return self._flows[flow_id].flow
+
+    async def get_flow_by_id(self, flow_id: str) -> Flow:
+        return self._state(flow_id).flow
+
+    async def list_flows(self, limit: int, token: str | None = None) -> Page[Flow]:
+        return paginate(self._names, limit, token, str, self.get_flow_now)
+
+    def get_flow_now(self, name: str) -> Flow:
+        return self._flows[self._names[name]].flow
+
+    async def update_flow(self, flow_id: str, update: FlowUpdate, at: int) -> Flow:
+        state = self._state(flow_id)
+        old = state.flow
+        if update.name is not None and update.name != old.name and update.name in self._names:
+            raise FlowAlreadyExists(update.name)
+        state.flow = update.apply(old, at)
+        if state.flow.name != old.name:
+            del self._names[old.name]
+            self._names[state.flow.name] = flow_id
+        return state.flow
+
+    async def delete_flow(self, flow_id: str, *, force: bool) -> Flow:
+        state = self._state(flow_id)
+        if state.aliases and not force:
+            raise ResourceInUse(f"flow {state.flow.name} still has aliases")
+        del self._flows[flow_id]
+        del self._names[state.flow.name]
+        return state.flow
+
+    # versions -------------------------------------------------------------------
+    async def publish_version(self, flow_id: str, description: str, at: int) -> FlowVersion:
+        state = self._state(flow_id)
+        version = FlowVersion(
+            flow_id=flow_id,
+            version=state.next_version,
+            description=description,
+            definition=state.flow.definition,
+            role_arn=state.flow.role_arn,
+            created_at=at,
+        )
+        state.versions[version.version] = version
+        state.next_version += 1
+        return version
+
+    async def get_version(self, flow_id: str, version: int) -> FlowVersion:
+        found = self._state(flow_id).versions.get(version)
+        if found is None:
+            raise VersionNotFound(str(version))
+        return found
+
+    async def latest_version(self, flow_id: str) -> FlowVersion | None:
+        versions = self._state(flow_id).versions
+        return versions[max(versions)] if versions else None
+
+    async def list_versions(
+        self, flow_id: str, limit: int, token: str | None = None
+    ) -> Page[FlowVersion]:
+        versions = self._state(flow_id).versions
+        return paginate(versions, limit, token, int, versions.__getitem__)
+
+    async def delete_version(self, flow_id: str, version: int, *, force: bool) -> None:
+        state = self._state(flow_id)
+        if version not in state.versions:
+            raise VersionNotFound(str(version))
+        if not force:
+            for alias in state.aliases.values():
+                if version in alias.versions():
+                    raise ResourceInUse(f"version {version} is routed to by alias {alias.name}")
+        del state.versions[version]
+
+    # aliases --------------------------------------------------------------------
+    async def create_alias(self, alias: Alias) -> None:
+        state = self._state(alias.flow_id)
+        if alias.name in state.aliases:
+            raise AliasAlreadyExists(alias.name)
+        missing = routes_missing([r.version for r in alias.routes], state.versions.keys())
+        if missing is not None:
+            raise VersionNotFound(str(missing))
+        state.aliases[alias.name] = alias
+
+    async def get_alias(self, flow_id: str, name: str) -> Alias:
+        alias = self._state(flow_id).aliases.get(name)
+        if alias is None:
+            raise AliasNotFound(name)
+        return alias
+
+    async def get_alias_by_id(self, flow_id: str, alias_id: str) -> Alias:
+        for alias in self._state(flow_id).aliases.values():
+            if alias.id == alias_id:
+                return alias
+        raise AliasNotFound(alias_id)
+
+    async def list_aliases(self, flow_id: str, limit: int, token: str | None = None) -> Page[Alias]:
+        aliases = self._state(flow_id).aliases
+        return paginate(aliases, limit, token, str, aliases.__getitem__)
+
+    async def update_alias(self, flow_id: str, name: str, update: AliasUpdate, at: int) -> Alias:
+        state = self._state(flow_id)
+        old = await self.get_alias(flow_id, name)
+        new_name = update.name if update.name is not None else old.name
+        if new_name != name and new_name in state.aliases:
+            raise AliasAlreadyExists(new_name)
+        routes = update.routes if update.routes is not None else old.routes
+        missing = routes_missing([r.version for r in routes], state.versions.keys())
+        if missing is not None:
+            raise VersionNotFound(str(missing))
+        new = replace(
+            old,
+            name=new_name,
+            routes=routes,
+            description=update.description if update.description is not None else old.description,
+            updated_at=at,
+            revision=old.revision + 1,
+        )
+        del state.aliases[name]
+        state.aliases[new_name] = new
+        return new
+
+    async def delete_alias(self, flow_id: str, name: str) -> Alias:
+        state = self._state(flow_id)
+        alias = state.aliases.pop(name, None)
+        if alias is None:
+            raise AliasNotFound(name)
+        return alias
+
+    # executions -----------------------------------------------------------------
+    async def record_execution(self, record: ExecutionRecord, ttl_s: int) -> None:
+        executions = self._state(record.flow_id).executions
+        now = self._clock()
+        existing = executions.get(record.name)
+        if existing is not None and existing[1] > now:
+            raise ExecutionAlreadyExists(record.name)
+        executions[record.name] = (record, now + ttl_s)
+
+    async def get_execution(self, flow_id: str, name: str) -> ExecutionRecord:
+        found = self._state(flow_id).executions.get(name)
+        if found is None or found[1] <= self._clock():
+            raise ExecutionNotFound(name)
+        return found[0]
+
+    # idempotency tokens -----------------------------------------------------------
+    async def get_token(self, scope: str, token: str) -> IdempotencyRecord | None:
+        found = self._tokens.get((scope, token))
+        if found is None or found[1] <= self._clock():
+            return None
+        return found[0]
+
+    async def put_token(
+        self, scope: str, token: str, record: IdempotencyRecord, ttl_s: int
+    ) -> IdempotencyRecord:
+        existing = await self.get_token(scope, token)
+        if existing is not None:
+            return existing
+        self._tokens[(scope, token)] = (record, self._clock() + ttl_s)
+        return record
+
+    # lifecycle --------------------------------------------------------------------
+    async def ping(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
