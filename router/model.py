@@ -68,6 +68,7 @@ class Flow:
     tags: Mapping[str, str] = field(default_factory=dict)
     created_at: int = 0
     updated_at: int = 0
+    status: str = "NotPrepared"  # Bedrock's draft state: NotPrepared | Prepared
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +122,8 @@ class FlowUpdate:
     execution_mode: str | None = None
     environment: Any = None
     encryption_key_arn: str | None = None
+    tags: Mapping[str, str] | None = None  # the complete new tag set
+    status: str | None = None
 
     def apply(self, flow: Flow, at: int) -> Flow:
         changes = {k: v for k, v in _fields(self).items() if v is not None}
@@ -134,6 +137,12 @@ class AliasUpdate:
     routes: tuple[Route, ...] | None = None
     description: str | None = None
     name: str | None = None
+    tags: Mapping[str, str] | None = None  # the complete new tag set
+
+    def apply(self, alias: Alias, at: int) -> Alias:
+        """The updated alias, with its revision bumped so caches notice."""
+        changes = {k: v for k, v in _fields(self).items() if v is not None}
+        return replace(alias, **changes, updated_at=at, revision=alias.revision + 1)
 
 
 def _fields(obj: Any) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import bisect
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from router.errors import (
@@ -79,9 +79,9 @@ class MemoryStore:
         return self._state(flow_id).flow
 
     async def list_flows(self, limit: int, token: str | None = None) -> Page[Flow]:
-        return paginate(self._names, limit, token, str, self.get_flow_now)
+        return paginate(self._names, limit, token, str, self._flow_named)
 
-    def get_flow_now(self, name: str) -> Flow:
+    def _flow_named(self, name: str) -> Flow:
         return self._flows[self._names[name]].flow
 
     async def update_flow(self, flow_id: str, update: FlowUpdate, at: int) -> Flow:
@@ -173,23 +173,14 @@ class MemoryStore:
     async def update_alias(self, flow_id: str, name: str, update: AliasUpdate, at: int) -> Alias:
         state = self._state(flow_id)
         old = await self.get_alias(flow_id, name)
-        new_name = update.name if update.name is not None else old.name
-        if new_name != name and new_name in state.aliases:
-            raise AliasAlreadyExists(new_name)
-        routes = update.routes if update.routes is not None else old.routes
-        missing = routes_missing([r.version for r in routes], state.versions.keys())
+        new = update.apply(old, at)
+        if new.name != name and new.name in state.aliases:
+            raise AliasAlreadyExists(new.name)
+        missing = routes_missing([r.version for r in new.routes], state.versions.keys())
         if missing is not None:
             raise VersionNotFound(str(missing))
-        new = replace(
-            old,
-            name=new_name,
-            routes=routes,
-            description=update.description if update.description is not None else old.description,
-            updated_at=at,
-            revision=old.revision + 1,
-        )
         del state.aliases[name]
-        state.aliases[new_name] = new
+        state.aliases[new.name] = new
         return new
 
     async def delete_alias(self, flow_id: str, name: str) -> Alias:
