@@ -40,7 +40,9 @@ def _parser() -> argparse.ArgumentParser:
         "[FLOW_ROUTER_STORE]",
     )
     serve.add_argument(
-        "--key-prefix", default=_env("KEY_PREFIX", "fr"), help="Redis key prefix [FLOW_ROUTER_KEY_PREFIX]"
+        "--key-prefix",
+        default=_env("KEY_PREFIX", "fr"),
+        help="Redis key prefix [FLOW_ROUTER_KEY_PREFIX]",
     )
     serve.add_argument(
         "--upstream",
@@ -64,7 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--account-id", default=_env("ACCOUNT_ID", "123456789012"), help="[FLOW_ROUTER_ACCOUNT_ID]"
     )
-    serve.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"), help="[FLOW_ROUTER_LOG_LEVEL]")
+    serve.add_argument(
+        "--log-level", default=_env("LOG_LEVEL", "INFO"), help="[FLOW_ROUTER_LOG_LEVEL]"
+    )
 
     executor = sub.add_parser("executor", help="run the reference (echo) executor alone")
     executor.add_argument("--host", default="127.0.0.1")
@@ -90,7 +94,9 @@ def config_from_args(args: argparse.Namespace) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     level = getattr(args, "log_level", "INFO")
-    logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
     if args.command == "executor":
         from router.executor import make_executor_app
 

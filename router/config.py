@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from router.forward import Timeouts
 from router.service import Settings
@@ -16,9 +16,9 @@ class Config:
     key_prefix: str = "fr"
     # None: forward to the built-in reference executor mounted in this app.
     upstream: str | None = None
-    timeouts: Timeouts = Timeouts()
+    timeouts: Timeouts = field(default_factory=Timeouts)
     max_connections: int = 0  # 0: unbounded pool to the executors
-    settings: Settings = Settings()
+    settings: Settings = field(default_factory=Settings)
     region: str = "us-east-1"
     account_id: str = "123456789012"
 

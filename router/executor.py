@@ -20,7 +20,8 @@ PREFIX = "/_executor"
 TEMPLATE_PATH = PREFIX + "/flows/{flow}/versions/{version}/executions"
 _MAX_REMEMBERED = 10_000
 
-RUNS = web.AppKey("runs", "OrderedDict[tuple[str, str, str], dict[str, Any]]")
+RunLog = OrderedDict[tuple[str, str, str], dict[str, Any]]
+RUNS = web.AppKey("runs", RunLog)
 
 
 async def _start(request: web.Request) -> web.Response:

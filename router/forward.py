@@ -130,8 +130,7 @@ class Forwarder:
                 return await resp.read(), resp.status
         except TimeoutError:
             raise ExecutorTimeout(
-                f"executor of version {version} did not answer within "
-                f"{self.timeouts.total_s:g}s",
+                f"executor of version {version} did not answer within {self.timeouts.total_s:g}s",
                 version,
             ) from None
         except (aiohttp.ClientConnectionError, aiohttp.InvalidURL, OSError) as e:

@@ -7,6 +7,7 @@ tuple building.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -23,7 +24,7 @@ _DURATION_BUCKETS = (
 class ExecutionMetrics:
     """The children one (flow, alias, version) path needs on every execution."""
 
-    __slots__ = ("ok", "failed", "duration")
+    __slots__ = ("duration", "failed", "ok")
 
     def __init__(self, ok: Counter, failed: Counter, duration: Histogram) -> None:
         self.ok = ok
@@ -90,10 +91,8 @@ class Metrics:
 
     @staticmethod
     def _remove(metric: MetricWrapperBase, *labels: str) -> None:
-        try:
+        with contextlib.suppress(KeyError):
             metric.remove(*labels)
-        except KeyError:
-            pass
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

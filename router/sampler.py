@@ -26,7 +26,7 @@ from fractions import Fraction
 
 
 class AliasTable:
-    __slots__ = ("n", "total", "cut", "alias", "limit")
+    __slots__ = ("alias", "cut", "limit", "n", "total")
 
     n: int
     total: int

@@ -98,9 +98,10 @@ class RecordingExecutor:
     async def _describe(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
         for record in reversed(self.records):
-            if record["execution"] == name and record["path_version"] == request.match_info[
-                "version"
-            ]:
+            if (
+                record["execution"] == name
+                and record["path_version"] == request.match_info["version"]
+            ):
                 out = {"ranOn": record["version"], "input": record["input"]}
                 return web.json_response(
                     {"status": "Succeeded", "output": out, "input": record["input"]}

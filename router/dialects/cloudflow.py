@@ -197,7 +197,9 @@ async def describe_flow(call: Call) -> dict[str, Any]:
 
 
 async def list_flows(call: Call) -> dict[str, Any]:
-    page = await call.gateway.list_flows(call.integer("Limit", DEFAULT_LIMIT), call.get("NextToken"))
+    page = await call.gateway.list_flows(
+        call.integer("Limit", DEFAULT_LIMIT), call.get("NextToken")
+    )
     return {"Flows": [flow_body(f) for f in page.items], "NextToken": page.next_token or ""}
 
 
@@ -288,7 +290,9 @@ async def start_execution(call: Call) -> dict[str, Any]:
     document = call.json("Input")  # JSON text; the executor gets the parsed document
     name = call.get("ExecutionName")
     if qualifier is None or qualifier.isdigit():
-        execution = await gateway.start_execution(flow, version=qualifier, name=name, input=document)
+        execution = await gateway.start_execution(
+            flow, version=qualifier, name=name, input=document
+        )
     else:
         alias = await gateway.alias(flow, qualifier, "Qualifier")
         execution = await gateway.start_execution(flow, alias=alias, name=name, input=document)
@@ -343,9 +347,7 @@ async def read_params(request: web.Request) -> dict[str, str]:
 def error_response(error: errors.RouterError, rid: str) -> web.Response:
     status, code = lookup_error(ERRORS, error)
     body = {"Code": code, "Message": error.message, "RequestId": rid}
-    return web.Response(
-        status=status, body=orjson.dumps(body), content_type="application/json"
-    )
+    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
 
 
 def add_routes(app: web.Application, gateway_key: web.AppKey[Gateway], metrics: Metrics) -> None:

@@ -27,5 +27,5 @@ def lookup_error(table: Mapping[type[RouterError], V], error: RouterError) -> V:
     """The entry for the most specific class of ``error`` in a dialect's table."""
     for cls in type(error).__mro__:
         if cls in table:
-            return table[cls]  # type: ignore[index]
+            return table[cls]
     raise LookupError(f"no mapping for {type(error).__name__}")

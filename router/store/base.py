@@ -14,7 +14,7 @@ Contract (tested identically against every implementation in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -115,7 +115,7 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
 
-def routes_missing(alias_versions: Sequence[int], existing: set[int] | frozenset[int]) -> int | None:
+def routes_missing(alias_versions: Iterable[int], existing: Container[int]) -> int | None:
     """The first routed version that does not exist, if any."""
     for v in alias_versions:
         if v not in existing:

@@ -39,7 +39,11 @@ class _FlowState:
 
 
 def paginate(
-    keys: Iterable[K], limit: int, token: str | None, parse: Callable[[str], K], get: Callable[[K], T]
+    keys: Iterable[K],
+    limit: int,
+    token: str | None,
+    parse: Callable[[str], K],
+    get: Callable[[K], T],
 ) -> Page[T]:
     """Page over sorted ``keys``; the token is the first key of the next page."""
     ordered = sorted(keys)
