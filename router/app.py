@@ -8,6 +8,8 @@ reference executor when no upstream is configured.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -60,10 +62,15 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
         opened = await open_store(config.store, config.key_prefix) if owned else store
         assert opened is not None
         await forwarder.start()
-        app[GATEWAY] = Gateway(opened, forwarder, metrics, upstream, config.settings)
+        gateway = Gateway(opened, forwarder, metrics, upstream, config.settings)
+        app[GATEWAY] = gateway
         if config.upstream is None:
             log.info("no --upstream given: forwarding to the built-in reference executor")
+        follower = asyncio.create_task(gateway.cache.run(), name="route-cache")
         yield
+        follower.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await follower
         await forwarder.close()
         if owned:
             await opened.close()

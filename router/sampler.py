@@ -20,6 +20,7 @@ No I/O, no global state: a table is an immutable value.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import random
 from collections.abc import Callable, Sequence
 from fractions import Fraction
@@ -89,11 +90,70 @@ class AliasTable:
 
         The bias of reducing a 128-bit hash modulo n*total is below n*total/2**128.
         """
-        h = int.from_bytes(hashlib.blake2b(key, digest_size=16).digest(), "big")
-        return self.sample_int(h % (self.n * self.total))
+        return self.sample_int(key_position(key) % (self.n * self.total))
 
     def __repr__(self) -> str:
         return f"AliasTable(n={self.n}, total={self.total}, cut={self.cut}, alias={self.alias})"
+
+
+_KEY_BITS = 128
+
+
+def key_position(key: bytes) -> int:
+    """A routing key's fixed point on [0, 2**128): the same for every weight vector."""
+    return int.from_bytes(hashlib.blake2b(key, digest_size=_KEY_BITS // 8).digest(), "big")
+
+
+class KeyedTable:
+    """Sticky, ramp-stable choice for routing keys: cumulative intervals on [0, 1).
+
+    Outcome ``i`` owns ``[c_(i-1)/W, c_i/W)`` where ``c`` are the cumulative
+    weights, and a key sits at a fixed point ``h / 2**128`` that does not depend
+    on the weights. So the same key gets the same outcome while the weights stay
+    the same, and when one outcome's weight grows (the others unchanged) its
+    interval only widens on both sides: no key that was on it moves away. The
+    alias table cannot promise that (a weight change reshuffles its columns),
+    which is why keyed routing uses this layout instead.
+
+    Lookup is O(1) expected: a guide table of ``n`` buckets gives the first
+    candidate interval for the key's bucket, and a short scan (on average less
+    than two steps) finds the owner. Comparisons are exact integer arithmetic.
+    """
+
+    __slots__ = ("bounds", "guide", "n", "total")
+
+    def __init__(self, weights: Sequence[int]) -> None:
+        if not weights or any(isinstance(w, bool) or not isinstance(w, int) or w < 0 for w in weights):
+            raise ValueError("weights must be a non-empty list of non-negative integers")
+        total = sum(weights)
+        if total <= 0:
+            raise ValueError("at least one weight must be positive")
+        n = len(weights)
+        cumulative = list(itertools.accumulate(weights))
+        # h*W < c_i * 2**128  <=>  h/2**128 < c_i/W: scaled bounds, exact.
+        self.bounds = tuple(c << _KEY_BITS for c in cumulative)
+        # guide[b]: the first interval that reaches into bucket b = [b/n, (b+1)/n).
+        guide = []
+        i = 0
+        for b in range(n):
+            while cumulative[i] * n <= b * total:
+                i += 1
+            guide.append(i)
+        self.guide = tuple(guide)
+        self.n = n
+        self.total = total
+
+    def sample_position(self, h: int) -> int:
+        """Outcome for a point ``h`` in [0, 2**128)."""
+        scaled = h * self.total
+        i = self.guide[(h * self.n) >> _KEY_BITS]
+        bounds = self.bounds
+        while scaled >= bounds[i]:
+            i += 1
+        return i
+
+    def sample_key(self, key: bytes) -> int:
+        return self.sample_position(key_position(key))
 
 
 def realized_probabilities(table: AliasTable) -> list[Fraction]:

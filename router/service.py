@@ -19,7 +19,7 @@ from router.errors import ExecutorError, InvalidArgument, VersionNotFound
 from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
-from router.routing import AliasCache, CompiledAlias
+from router.routing import CompiledAlias, FlowRoutes, RouteCache
 from router.store.base import ExecutionRecord, Page, Store
 
 
@@ -30,6 +30,7 @@ class Settings:
     )
     execution_ttl_s: int = 7 * 24 * 3600
     max_page: int = 1000
+    cache_check_interval_s: float = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,7 +60,7 @@ class Gateway:
         self.metrics = metrics
         self.upstream = upstream
         self.settings = settings or Settings()
-        self.aliases = AliasCache(metrics)
+        self.cache = RouteCache(store, metrics, self.settings.cache_check_interval_s)
         self._random = (rng or random.Random()).random
         # Versions are immutable, so their definitions can be cached for good.
         self._definitions: dict[tuple[str, str], Any] = {}
@@ -111,13 +112,12 @@ class Gateway:
             model.validate_name(update.name, api)
         model.validate_description(update.description, api)
         updated = await self.store.update_flow(flow.id, update, model.now_ms())
-        if updated.name != flow.name:
-            self.aliases.drop_flow(flow)
+        self.cache.invalidate(flow.id)
         return updated
 
     async def delete_flow(self, flow: Flow, *, force: bool) -> Flow:
         deleted = await self.store.delete_flow(flow.id, force=force)
-        self.aliases.drop_flow(flow)
+        self.cache.invalidate(flow.id)
         return deleted
 
     # versions -----------------------------------------------------------------
@@ -164,7 +164,7 @@ class Gateway:
             updated_at=at,
         )
         await self.store.create_alias(alias)
-        self.aliases.get(flow, alias)
+        self.cache.invalidate(flow.id)
         return alias
 
     async def alias(self, flow: Flow, name: str | None, field_name: str = "Name") -> Alias:
@@ -181,25 +181,27 @@ class Gateway:
             model.validate_alias_name(update.name, api)
         model.validate_description(update.description, api)
         updated = await self.store.update_alias(flow.id, name, update, model.now_ms())
-        if updated.name != name:
-            self.aliases.drop(flow, name)
-        self.aliases.get(flow, updated)
+        self.cache.invalidate(flow.id)
         return updated
 
     async def delete_alias(self, flow: Flow, name: str) -> Alias:
         deleted = await self.store.delete_alias(flow.id, name)
-        self.aliases.drop(flow, name)
+        self.cache.invalidate(flow.id)
         return deleted
 
     # executions ---------------------------------------------------------------
-    async def compiled(self, flow: Flow, alias: Alias) -> CompiledAlias:
-        return self.aliases.get(flow, alias)
+    async def routes_by_name(self, flow_name: str | None, field_name: str = "FlowName") -> FlowRoutes:
+        """The cached flow and its compiled aliases: no store read once warm."""
+        return await self.cache.by_name(model.require(flow_name, field_name))
+
+    async def routes_by_id(self, flow_id: str) -> FlowRoutes:
+        return await self.cache.by_id(flow_id)
 
     async def start_execution(
         self,
         flow: Flow,
         *,
-        alias: Alias | None = None,
+        alias: Alias | CompiledAlias | None = None,
         version: str | None = None,
         name: str | None = None,
         input: Any = None,
@@ -207,13 +209,15 @@ class Gateway:
     ) -> Execution:
         """Choose the version (alias weights, explicit version, or latest) and run it there."""
         if alias is not None:
-            compiled = self.aliases.get(flow, alias)
+            if isinstance(alias, Alias):
+                alias = (await self.cache.by_id(flow.id)).alias(alias.name)
             chosen = (
-                compiled.pick_for_key(routing_key)
+                alias.pick_for_key(routing_key)
                 if routing_key is not None
-                else compiled.pick(self._random())
+                else alias.pick(self._random())
             )
-        elif version is not None:
+            return await self.run(alias.flow, chosen, alias.alias.name, name, input)
+        if version is not None:
             chosen = str((await self.version(flow, version)).version)
         else:
             latest = await self.store.latest_version(flow.id)
@@ -222,17 +226,27 @@ class Gateway:
                     "latest", f"flow {flow.name} has no published version to execute"
                 )
             chosen = str(latest.version)
-        return await self.run(flow, chosen, alias.name if alias else "", name, input)
+        return await self.run(flow, chosen, "", name, input)
 
     async def run(
         self, flow: Flow, version: str, alias: str, name: str | None, input: Any
     ) -> Execution:
-        """Forward one execution to ``version``'s executor and count it."""
-        name = model.validate_execution_name(name) or uuid.uuid4().hex
+        """Forward one execution to ``version``'s executor and count it.
+
+        A caller-chosen name is claimed in the store first (names are unique per
+        flow). A generated name carries the version and alias instead
+        (``<hex>.<version>.<alias>``, a form callers cannot choose because their
+        names may not contain dots), so unnamed executions cost no store I/O.
+        """
         started = model.now_ms()
-        await self.store.record_execution(
-            ExecutionRecord(flow.id, name, version, alias, started), self.settings.execution_ttl_s
-        )
+        if name is None or name == "":
+            name = generated_execution_name(version, alias)
+        else:
+            model.validate_execution_name(name)
+            await self.store.record_execution(
+                ExecutionRecord(flow.id, name, version, alias, started),
+                self.settings.execution_ttl_s,
+            )
         url = self.upstream.url(flow.name, flow.id, version, alias)
         payload = {
             "flow": flow.name,
@@ -268,7 +282,10 @@ class Gateway:
         return self._definitions[key]
 
     async def describe_execution(self, flow: Flow, name: str | None) -> Execution:
-        record = await self.store.get_execution(flow.id, model.require(name, "ExecutionName"))
+        name = model.require(name, "ExecutionName")
+        record = parse_generated_execution_name(flow.id, name) or await self.store.get_execution(
+            flow.id, name
+        )
         url = self.upstream.url(flow.name, flow.id, record.version, record.alias)
         reply = await self.forwarder.describe(url, record.name, record.version)
         return Execution(
@@ -286,3 +303,15 @@ class Gateway:
         if not 1 <= limit <= self.settings.max_page:
             raise InvalidArgument(f"limit must be between 1 and {self.settings.max_page}", "Limit")
         return limit
+
+
+def generated_execution_name(version: str, alias: str) -> str:
+    return f"{uuid.uuid4().hex}.{version}.{alias}"
+
+
+def parse_generated_execution_name(flow_id: str, name: str) -> ExecutionRecord | None:
+    """The record a generated name stands for, or ``None`` for a caller's name."""
+    parts = name.split(".")
+    if len(parts) != 3 or len(parts[0]) != 32 or not parts[1]:
+        return None
+    return ExecutionRecord(flow_id, name, parts[1], parts[2], 0)

@@ -27,6 +27,7 @@ log = logging.getLogger("flow_router.cloudflow")
 API = Api.CLOUDFLOW
 DIALECT = "cloudflow"
 DEFAULT_LIMIT = 100
+ROUTING_KEY_HEADER = "X-Routing-Key"
 
 # status, Code -- WIRE.md 2.5; the most specific class of an error wins.
 ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
@@ -59,6 +60,7 @@ class Call:
 
     params: Mapping[str, str]
     gateway: Gateway
+    routing_key: bytes | None = None  # X-Routing-Key: sticky version choice
     headers: dict[str, str] = field(default_factory=dict)
 
     def get(self, name: str) -> str | None:
@@ -285,17 +287,21 @@ async def delete_flow_alias(call: Call) -> dict[str, Any]:
 
 async def start_execution(call: Call) -> dict[str, Any]:
     gateway = call.gateway
-    flow = await call.flow()
+    routes = await gateway.routes_by_name(call.get("FlowName"))
+    flow = routes.flow
     qualifier = call.get("Qualifier")
     document = call.json("Input")  # JSON text; the executor gets the parsed document
     name = call.get("ExecutionName")
     if qualifier is None or qualifier.isdigit():
-        execution = await gateway.start_execution(
-            flow, version=qualifier, name=name, input=document
-        )
+        execution = await gateway.start_execution(flow, version=qualifier, name=name, input=document)
     else:
-        alias = await gateway.alias(flow, qualifier, "Qualifier")
-        execution = await gateway.start_execution(flow, alias=alias, name=name, input=document)
+        execution = await gateway.start_execution(
+            flow,
+            alias=routes.alias(qualifier),
+            name=name,
+            input=document,
+            routing_key=call.routing_key,
+        )
     call.headers["X-Flow-Version"] = execution.version
     definition = await gateway.version_definition(flow, execution.version)
     return {**execution_body(execution, definition), "Input": call.get("Input") or ""}
@@ -361,7 +367,12 @@ def add_routes(app: web.Application, gateway_key: web.AppKey[Gateway], metrics: 
                 if not action:
                     raise errors.MissingParameter("Action")
                 raise errors.UnknownAction(f"action {action!r} is not supported", "Action")
-            call = Call(await read_params(request), request.app[gateway_key])
+            key = request.headers.get(ROUTING_KEY_HEADER)
+            call = Call(
+                await read_params(request),
+                request.app[gateway_key],
+                key.encode() if key else None,
+            )
             body = await handler(call)
         except errors.RouterError as e:
             response = error_response(e, rid)

@@ -30,6 +30,15 @@ class Page(Generic[T]):
 
 
 @dataclass(frozen=True, slots=True)
+class FlowSnapshot:
+    """A flow with all its aliases, read at one revision (what a route cache holds)."""
+
+    flow: Flow
+    aliases: tuple[Alias, ...]
+    revision: int
+
+
+@dataclass(frozen=True, slots=True)
 class ExecutionRecord:
     """What the gateway remembers of an execution: where it was sent."""
 

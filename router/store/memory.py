@@ -6,9 +6,10 @@ one event loop each write is atomic with respect to every other request.
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
@@ -23,7 +24,13 @@ from router.errors import (
     VersionNotFound,
 )
 from router.model import Alias, AliasUpdate, Flow, FlowUpdate, FlowVersion
-from router.store.base import ExecutionRecord, IdempotencyRecord, Page, routes_missing
+from router.store.base import (
+    ExecutionRecord,
+    FlowSnapshot,
+    IdempotencyRecord,
+    Page,
+    routes_missing,
+)
 
 T = TypeVar("T")
 K = TypeVar("K", str, int)
@@ -36,6 +43,7 @@ class _FlowState:
     next_version: int = 1
     aliases: dict[str, Alias] = field(default_factory=dict)
     executions: dict[str, tuple[ExecutionRecord, float]] = field(default_factory=dict)
+    revision: int = 1
 
 
 def paginate(
@@ -59,6 +67,13 @@ class MemoryStore:
         self._names: dict[str, str] = {}  # name -> id
         self._tokens: dict[tuple[str, str], tuple[IdempotencyRecord, float]] = {}
         self._clock = clock
+        self._listeners: list[Callable[[str], None]] = []
+
+    def _changed(self, state: _FlowState) -> None:
+        """Bump the flow's revision and tell every route cache in this process."""
+        state.revision += 1
+        for listener in self._listeners:
+            listener(state.flow.id)
 
     # flows ----------------------------------------------------------------------
     def _state(self, flow_id: str) -> _FlowState:
@@ -97,6 +112,7 @@ class MemoryStore:
         if state.flow.name != old.name:
             del self._names[old.name]
             self._names[state.flow.name] = flow_id
+        self._changed(state)
         return state.flow
 
     async def delete_flow(self, flow_id: str, *, force: bool) -> Flow:
@@ -105,6 +121,7 @@ class MemoryStore:
             raise ResourceInUse(f"flow {state.flow.name} still has aliases")
         del self._flows[flow_id]
         del self._names[state.flow.name]
+        self._changed(state)
         return state.flow
 
     # versions -------------------------------------------------------------------
@@ -157,6 +174,7 @@ class MemoryStore:
         if missing is not None:
             raise VersionNotFound(str(missing))
         state.aliases[alias.name] = alias
+        self._changed(state)
 
     async def get_alias(self, flow_id: str, name: str) -> Alias:
         alias = self._state(flow_id).aliases.get(name)
@@ -185,6 +203,7 @@ class MemoryStore:
             raise VersionNotFound(str(missing))
         del state.aliases[name]
         state.aliases[new.name] = new
+        self._changed(state)
         return new
 
     async def delete_alias(self, flow_id: str, name: str) -> Alias:
@@ -192,6 +211,7 @@ class MemoryStore:
         alias = state.aliases.pop(name, None)
         if alias is None:
             raise AliasNotFound(name)
+        self._changed(state)
         return alias
 
     # executions -----------------------------------------------------------------
@@ -224,6 +244,26 @@ class MemoryStore:
             return existing
         self._tokens[(scope, token)] = (record, self._clock() + ttl_s)
         return record
+
+    # route caches ---------------------------------------------------------------
+    async def snapshot(self, flow_ref: str, *, by_id: bool) -> FlowSnapshot:
+        flow_id = flow_ref if by_id else self._names.get(flow_ref)
+        state = self._flows.get(flow_id) if flow_id is not None else None
+        if state is None:
+            raise FlowNotFound(flow_ref)
+        return FlowSnapshot(state.flow, tuple(state.aliases.values()), state.revision)
+
+    async def revisions(self, flow_ids: Sequence[str]) -> list[int | None]:
+        return [s.revision if (s := self._flows.get(f)) else None for f in flow_ids]
+
+    async def listen(self, on_change: Callable[[str], None], on_resync: Callable[[], None]) -> None:
+        """Deliver changes until cancelled; in one process they arrive synchronously."""
+        self._listeners.append(on_change)
+        on_resync()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            self._listeners.remove(on_change)
 
     # lifecycle --------------------------------------------------------------------
     async def ping(self) -> None:
