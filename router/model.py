@@ -205,6 +205,8 @@ def parse_version(value: str | int | None, field_name: str = "version") -> int:
         raise InvalidArgument(f"{field_name} must be a version number", field_name)
     if isinstance(value, int):
         value = str(value)
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgument(f"{field_name} must be a version number", field_name)
     value = require(value, field_name)
     if not _VERSION_PATTERN.fullmatch(value):
         raise InvalidArgument(f"{field_name} {value!r} is not a version number", field_name)
