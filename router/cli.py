@@ -17,6 +17,9 @@ from aiohttp import web
 from router import __version__
 from router.config import Config
 from router.forward import Timeouts, UpstreamTemplate
+from router.model import Api
+from router.service import Settings
+from router.workers import default_workers, run_worker, supervise
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -69,6 +72,32 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "INFO"), help="[FLOW_ROUTER_LOG_LEVEL]"
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(_env("WORKERS", "0") or 0),
+        help="processes sharing the port; default: number of cores on Redis, 1 on the "
+        "memory store [FLOW_ROUTER_WORKERS]",
+    )
+    serve.add_argument(
+        "--n-way",
+        action="store_true",
+        default=_env("N_WAY", "") not in ("", "0", "false"),
+        help="flow-router extension: let a CloudFlow alias route to more than the 2 versions "
+        "CloudFlow documents, up to --max-routes [FLOW_ROUTER_N_WAY]",
+    )
+    serve.add_argument(
+        "--max-routes",
+        type=int,
+        default=int(_env("MAX_ROUTES", "100") or 100),
+        help="quota of versions per alias with --n-way (default 100) [FLOW_ROUTER_MAX_ROUTES]",
+    )
+    serve.add_argument(
+        "--access-log",
+        action="store_true",
+        default=_env("ACCESS_LOG", "") not in ("", "0", "false"),
+        help="log every request (off by default: it costs throughput) [FLOW_ROUTER_ACCESS_LOG]",
+    )
 
     executor = sub.add_parser("executor", help="run the reference (echo) executor alone")
     executor.add_argument("--host", default="127.0.0.1")
@@ -76,9 +105,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+MAX_ROUTES_LIMIT = 10_000
+CLOUDFLOW_MAX_ROUTES = 2  # the documented limit of RoutingConfigurations
+
+
 def config_from_args(args: argparse.Namespace) -> Config:
     if args.upstream is not None:
         UpstreamTemplate(args.upstream)  # fail at start-up, not on the first execution
+    if not 1 <= args.max_routes <= MAX_ROUTES_LIMIT:
+        raise ValueError(f"--max-routes must be between 1 and {MAX_ROUTES_LIMIT}")
+    max_routes = args.max_routes if args.n_way else CLOUDFLOW_MAX_ROUTES
     return Config(
         host=args.host,
         port=args.port,
@@ -88,6 +124,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         timeouts=Timeouts(connect_s=args.connect_timeout, total_s=args.timeout),
         region=args.region,
         account_id=args.account_id,
+        settings=Settings(max_routes={Api.CLOUDFLOW: max_routes, Api.BEDROCK: 1}),
     )
 
 
@@ -107,11 +144,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ValueError as e:
         print(f"flow-router: {e}", file=sys.stderr)
         return 2
-    from router.app import make_app
-
+    workers = args.workers or default_workers(config.store)
+    if workers > 1 and config.store.startswith("memory"):
+        print(
+            "flow-router: the memory store lives in one process; use --workers 1 "
+            "or a shared store (--store redis://…)",
+            file=sys.stderr,
+        )
+        return 2
+    if workers > 1 and config.upstream is None:
+        print(
+            "flow-router: the built-in reference executor is per process; give --upstream "
+            "when running several workers",
+            file=sys.stderr,
+        )
+        return 2
     logging.getLogger("flow_router").info(
-        "flow-router %s listening on http://%s:%d (store %s)",
-        __version__, config.host, config.port, config.store,
+        "flow-router %s listening on http://%s:%d (store %s, %d worker%s)",
+        __version__, config.host, config.port, config.store, workers, "s" if workers > 1 else "",
     )  # fmt: skip
-    web.run_app(make_app(config), host=config.host, port=config.port, print=None)
-    return 0
+    if workers == 1:
+        run_worker(config, reuse_port=False, access_log=args.access_log)
+        return 0
+    return supervise(config, workers, access_log=args.access_log, log_level=level.upper())

@@ -8,10 +8,14 @@ tuple building.
 from __future__ import annotations
 
 import contextlib
+import math
+import os
 from collections.abc import Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.metrics import MetricWrapperBase
+from prometheus_client.multiprocess import MultiProcessCollector
+
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -33,8 +37,16 @@ class ExecutionMetrics:
 
 
 class Metrics:
+    """The gateway's metrics.
+
+    With several workers (``PROMETHEUS_MULTIPROC_DIR`` set by the supervisor
+    before the workers start), each process writes its samples to files in that
+    directory and a scrape of any worker renders the sum over all of them.
+    """
+
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self.multiprocess = bool(os.environ.get(MULTIPROCESS_ENV))
         self.executions = Counter(
             "flow_router_executions",
             "Executions sent to an executor, by the version the gateway chose.",
@@ -53,6 +65,7 @@ class Metrics:
             "Configured share of an alias's traffic per version (0..1).",
             ["flow", "alias", "version"],
             registry=self.registry,
+            multiprocess_mode="mostrecent",  # every worker routes by the same config
         )
         self.api_requests = Counter(
             "flow_router_api_requests",
@@ -80,19 +93,26 @@ class Metrics:
         shares = list(shares)
         current = {v for v, _ in shares}
         for stale in self._weights.get((flow, alias), set()) - current:
-            self._remove(self.alias_weight, flow, alias, stale)
+            self._drop_weight(flow, alias, stale)
         for version, share in shares:
             self.alias_weight.labels(flow, alias, version).set(share)
         self._weights[(flow, alias)] = current
 
     def forget_alias(self, flow: str, alias: str) -> None:
         for version in self._weights.pop((flow, alias), set()):
-            self._remove(self.alias_weight, flow, alias, version)
+            self._drop_weight(flow, alias, version)
 
-    @staticmethod
-    def _remove(metric: MetricWrapperBase, *labels: str) -> None:
+    def _drop_weight(self, *labels: str) -> None:
+        if self.multiprocess:
+            # Samples already written to the shared files cannot be removed;
+            # NaN marks the series as no longer configured.
+            self.alias_weight.labels(*labels).set(math.nan)
         with contextlib.suppress(KeyError):
-            metric.remove(*labels)
+            self.alias_weight.remove(*labels)
 
     def render(self) -> bytes:
-        return generate_latest(self.registry)
+        if not self.multiprocess:
+            return generate_latest(self.registry)
+        merged = CollectorRegistry()
+        MultiProcessCollector(merged)  # type: ignore[no-untyped-call]
+        return generate_latest(merged)

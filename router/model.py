@@ -100,6 +100,8 @@ class Alias:
     created_at: int = 0
     updated_at: int = 0
     revision: int = 1  # bumped by every write, so caches can tell stale from fresh
+    # Route by the execution name as the sticky key when no X-Routing-Key is given.
+    sticky_execution_name: bool = False
 
     def versions(self) -> frozenset[int]:
         return frozenset(r.version for r in self.routes)
@@ -138,6 +140,7 @@ class AliasUpdate:
     description: str | None = None
     name: str | None = None
     tags: Mapping[str, str] | None = None  # the complete new tag set
+    sticky_execution_name: bool | None = None
 
     def apply(self, alias: Alias, at: int) -> Alias:
         """The updated alias, with its revision bumped so caches notice."""

@@ -173,8 +173,10 @@ class RouteCache:
         """Keep the configured-split gauges equal to what this process routes by."""
         if previous is not None:
             for name in previous.by_name:
-                if routes is None or name not in routes.by_name or (
-                    previous.flow.name != routes.flow.name
+                if (
+                    routes is None
+                    or name not in routes.by_name
+                    or (previous.flow.name != routes.flow.name)
                 ):
                     self._metrics.forget_alias(previous.flow.name, name)
         if routes is not None:

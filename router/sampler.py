@@ -123,7 +123,9 @@ class KeyedTable:
     __slots__ = ("bounds", "guide", "n", "total")
 
     def __init__(self, weights: Sequence[int]) -> None:
-        if not weights or any(isinstance(w, bool) or not isinstance(w, int) or w < 0 for w in weights):
+        if not weights or any(
+            isinstance(w, bool) or not isinstance(w, int) or w < 0 for w in weights
+        ):
             raise ValueError("weights must be a non-empty list of non-negative integers")
         total = sum(weights)
         if total <= 0:

@@ -151,6 +151,7 @@ class Gateway:
         routes: tuple[Route, ...],
         description: str | None = None,
         tags: Mapping[str, str] | None = None,
+        sticky_execution_name: bool = False,
     ) -> Alias:
         at = model.now_ms()
         alias = Alias(
@@ -162,6 +163,7 @@ class Gateway:
             tags=dict(tags or {}),
             created_at=at,
             updated_at=at,
+            sticky_execution_name=sticky_execution_name,
         )
         await self.store.create_alias(alias)
         self.cache.invalidate(flow.id)
@@ -190,7 +192,9 @@ class Gateway:
         return deleted
 
     # executions ---------------------------------------------------------------
-    async def routes_by_name(self, flow_name: str | None, field_name: str = "FlowName") -> FlowRoutes:
+    async def routes_by_name(
+        self, flow_name: str | None, field_name: str = "FlowName"
+    ) -> FlowRoutes:
         """The cached flow and its compiled aliases: no store read once warm."""
         return await self.cache.by_name(model.require(flow_name, field_name))
 
@@ -211,6 +215,8 @@ class Gateway:
         if alias is not None:
             if isinstance(alias, Alias):
                 alias = (await self.cache.by_id(flow.id)).alias(alias.name)
+            if routing_key is None and name and alias.alias.sticky_execution_name:
+                routing_key = name.encode()
             chosen = (
                 alias.pick_for_key(routing_key)
                 if routing_key is not None

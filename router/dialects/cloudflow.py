@@ -28,6 +28,8 @@ API = Api.CLOUDFLOW
 DIALECT = "cloudflow"
 DEFAULT_LIMIT = 100
 ROUTING_KEY_HEADER = "X-Routing-Key"
+# flow-router extension: the alias routes an execution by its ExecutionName (sticky).
+STICKY = "StickyExecutionName"
 
 # status, Code -- WIRE.md 2.5; the most specific class of an error wins.
 ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
@@ -81,6 +83,14 @@ class Call:
             return int(value)
         except ValueError:
             raise errors.InvalidArgument(f"{name} must be an integer", name) from None
+
+    def flag(self, name: str) -> bool | None:
+        value = self.get(name)
+        if value is None:
+            return None
+        if value.lower() not in ("true", "false"):
+            raise errors.InvalidArgument(f"{name} must be true or false", name)
+        return value.lower() == "true"
 
     def json(self, name: str) -> Any:
         value = self.get(name)
@@ -143,6 +153,7 @@ def alias_body(alias: Alias) -> dict[str, Any]:
         ],
         "CreatedTime": iso8601(alias.created_at),
         "LastModifiedTime": iso8601(alias.updated_at),
+        STICKY: alias.sticky_execution_name,
     }
 
 
@@ -251,7 +262,12 @@ async def create_flow_alias(call: Call) -> dict[str, Any]:
     name = call.required("Name")
     routes = parse_routes(call)
     alias = await call.gateway.create_alias(
-        API, flow, name=name, routes=routes, description=call.get("Description")
+        API,
+        flow,
+        name=name,
+        routes=routes,
+        description=call.get("Description"),
+        sticky_execution_name=bool(call.flag(STICKY)),
     )
     return {"FlowName": flow.name, **alias_body(alias)}
 
@@ -275,6 +291,7 @@ async def update_flow_alias(call: Call) -> dict[str, Any]:
     update = AliasUpdate(
         routes=parse_routes(call) if call.get("RoutingConfigurations") is not None else None,
         description=call.get("Description") if "Description" in call.params else None,
+        sticky_execution_name=call.flag(STICKY),
     )
     return {"Alias": alias_body(await call.gateway.update_alias(API, flow, name, update))}
 
@@ -293,7 +310,9 @@ async def start_execution(call: Call) -> dict[str, Any]:
     document = call.json("Input")  # JSON text; the executor gets the parsed document
     name = call.get("ExecutionName")
     if qualifier is None or qualifier.isdigit():
-        execution = await gateway.start_execution(flow, version=qualifier, name=name, input=document)
+        execution = await gateway.start_execution(
+            flow, version=qualifier, name=name, input=document
+        )
     else:
         execution = await gateway.start_execution(
             flow,
