@@ -55,7 +55,7 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
     metrics = Metrics()
     app[METRICS] = metrics
     upstream = UpstreamTemplate(config.upstream_template())
-    forwarder = Forwarder(config.timeouts, config.max_connections)
+    forwarder = Forwarder(config.timeouts, config.max_idle_per_host)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         owned = store is None

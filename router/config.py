@@ -17,7 +17,7 @@ class Config:
     # None: forward to the built-in reference executor mounted in this app.
     upstream: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
-    max_connections: int = 0  # 0: unbounded pool to the executors
+    max_idle_per_host: int = 256  # idle keep-alive connections kept per executor host
     settings: Settings = field(default_factory=Settings)
     region: str = "us-east-1"
     account_id: str = "123456789012"

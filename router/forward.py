@@ -8,23 +8,21 @@ execution is described with ``GET <that URL>/<execution name>``.
 
 Every failure becomes an :class:`~router.errors.ExecutorError` subclass that
 names the version, so a dialect can answer with a typed error and the caller
-can see which version failed. The gateway never retries an execution.
+can see which version failed. The gateway never retries an execution. The
+HTTP client itself is :mod:`router.http1`.
 """
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 
 from router.errors import ExecutionNotFound, ExecutorError, ExecutorTimeout, ExecutorUnreachable
-
-_JSON_HEADERS = {"Content-Type": "application/json"}
+from router.http1 import Client, ConnectError, UpstreamError
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,66 +76,62 @@ def _reply(raw: bytes, version: str) -> ExecutorReply:
 
 
 class Forwarder:
-    """Owns the pooled client session; created and closed by the app."""
+    """Owns the pooled executor client; created and closed by the app."""
 
-    def __init__(self, timeouts: Timeouts, max_connections: int = 0) -> None:
+    def __init__(self, timeouts: Timeouts, max_idle_per_host: int = 256) -> None:
         self.timeouts = timeouts
-        self._limit = max_connections
-        self._session: aiohttp.ClientSession | None = None
+        self._max_idle = max_idle_per_host
+        self._client: Client | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(limit=self._limit, ttl_dns_cache=300)
-        timeout = aiohttp.ClientTimeout(
-            total=self.timeouts.total_s, sock_connect=self.timeouts.connect_s
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=timeout, json_serialize=lambda o: orjson.dumps(o).decode()
+        self._client = Client(
+            connect_timeout=self.timeouts.connect_s,
+            total_timeout=self.timeouts.total_s,
+            max_idle_per_host=self._max_idle,
         )
 
     async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
 
     @property
-    def session(self) -> aiohttp.ClientSession:
-        if self._session is None:
+    def client(self) -> Client:
+        if self._client is None:
             raise RuntimeError("Forwarder.start() was not awaited")
-        return self._session
+        return self._client
 
     async def execute(self, url: str, payload: Mapping[str, Any], version: str) -> ExecutorReply:
-        body = orjson.dumps(payload)
-        raw, status = await self._call("POST", url, version, body)
+        status, raw = await self._call("POST", url, version, orjson.dumps(payload))
         if status >= 300:
-            raise ExecutorError(f"executor answered HTTP {status}", version)
+            raise ExecutorError(f"executor of version {version} answered HTTP {status}", version)
         return _reply(raw, version)
 
     async def describe(self, url: str, execution: str, version: str) -> ExecutorReply:
-        raw, status = await self._call("GET", f"{url}/{quote(execution, safe='')}", version)
+        status, raw = await self._call("GET", f"{url}/{quote(execution, safe='')}", version)
         if status == 404:
             raise ExecutionNotFound(execution, f"executor of version {version} has no {execution}")
         if status >= 300:
-            raise ExecutorError(f"executor answered HTTP {status}", version)
+            raise ExecutorError(f"executor of version {version} answered HTTP {status}", version)
         return _reply(raw, version)
 
     async def _call(
-        self, method: str, url: str, version: str, body: bytes | None = None
-    ) -> tuple[bytes, int]:
+        self, method: str, url: str, version: str, body: bytes = b""
+    ) -> tuple[int, bytes]:
         try:
-            async with self.session.request(
-                method, url, data=body, headers=_JSON_HEADERS if body is not None else None
-            ) as resp:
-                return await resp.read(), resp.status
+            return await self.client.request(method, url, body)
         except TimeoutError:
             raise ExecutorTimeout(
                 f"executor of version {version} did not answer within {self.timeouts.total_s:g}s",
                 version,
             ) from None
-        except (aiohttp.ClientConnectionError, aiohttp.InvalidURL, OSError) as e:
+        except ConnectError as e:
             raise ExecutorUnreachable(
-                f"executor of version {version} is unreachable: {type(e).__name__}", version
+                f"executor of version {version} is unreachable: {e}", version
             ) from None
-        except (aiohttp.ClientError, asyncio.IncompleteReadError) as e:
-            raise ExecutorError(
-                f"executor of version {version} failed: {type(e).__name__}", version
+        except UpstreamError as e:
+            raise ExecutorError(f"executor of version {version} failed: {e}", version) from None
+        except ValueError as e:  # a template that does not make an http(s) URL
+            raise ExecutorUnreachable(
+                f"executor URL for version {version} is invalid: {e}", version
             ) from None
