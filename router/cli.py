@@ -93,6 +93,13 @@ def _parser() -> argparse.ArgumentParser:
         help="quota of versions per alias with --n-way (default 100) [FLOW_ROUTER_MAX_ROUTES]",
     )
     serve.add_argument(
+        "--cache-check-interval",
+        type=float,
+        default=float(_env("CACHE_CHECK_INTERVAL", "2") or 2),
+        help="seconds between route-cache revision checks, the staleness bound when a "
+        "change announcement is lost [FLOW_ROUTER_CACHE_CHECK_INTERVAL]",
+    )
+    serve.add_argument(
         "--access-log",
         action="store_true",
         default=_env("ACCESS_LOG", "") not in ("", "0", "false"),
@@ -115,6 +122,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     if not 1 <= args.max_routes <= MAX_ROUTES_LIMIT:
         raise ValueError(f"--max-routes must be between 1 and {MAX_ROUTES_LIMIT}")
     max_routes = args.max_routes if args.n_way else CLOUDFLOW_MAX_ROUTES
+    if args.cache_check_interval <= 0:
+        raise ValueError("--cache-check-interval must be positive")
     return Config(
         host=args.host,
         port=args.port,
@@ -124,7 +133,10 @@ def config_from_args(args: argparse.Namespace) -> Config:
         timeouts=Timeouts(connect_s=args.connect_timeout, total_s=args.timeout),
         region=args.region,
         account_id=args.account_id,
-        settings=Settings(max_routes={Api.CLOUDFLOW: max_routes, Api.BEDROCK: 1}),
+        settings=Settings(
+            max_routes={Api.CLOUDFLOW: max_routes, Api.BEDROCK: 1},
+            cache_check_interval_s=args.cache_check_interval,
+        ),
     )
 
 
