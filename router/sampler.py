@@ -118,6 +118,13 @@ class KeyedTable:
     Lookup is O(1) expected: a guide table of ``n`` buckets gives the first
     candidate interval for the key's bucket, and a short scan (on average less
     than two steps) finds the owner. Comparisons are exact integer arithmetic.
+
+    Trade-off: with three or more outcomes, intervals between the grown one
+    and the ends shift, so keys can also move between outcomes whose weights
+    did not change. Weighted rendezvous hashing avoids that (a key moves only
+    to the outcome that grew) but costs a hash and a logarithm per outcome,
+    O(n) per request. With two outcomes, the common canary case, keys move only
+    towards the outcome that grew.
     """
 
     __slots__ = ("bounds", "guide", "n", "total")
