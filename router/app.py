@@ -9,7 +9,6 @@ reference executor when no upstream is configured.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -17,7 +16,7 @@ from aiohttp import web
 
 from router import executor
 from router.config import Config
-from router.dialects import cloudflow
+from router.dialects import bedrock, cloudflow
 from router.errors import Unavailable
 from router.forward import Forwarder, UpstreamTemplate
 from router.metrics import CONTENT_TYPE, Metrics
@@ -68,9 +67,11 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
             log.info("no --upstream given: forwarding to the built-in reference executor")
         follower = asyncio.create_task(gateway.cache.run(), name="route-cache")
         yield
-        follower.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await follower
+        # redis-py can swallow one cancellation inside a (re)subscribe
+        # (asyncio.wait_for on 3.11), so cancel until the task has really ended.
+        while not follower.done():
+            follower.cancel()
+            await asyncio.wait([follower], timeout=0.1)
         await forwarder.close()
         if owned:
             await opened.close()
@@ -80,6 +81,7 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     cloudflow.add_routes(app, GATEWAY, metrics)
+    bedrock.add_routes(app, GATEWAY, CONFIG, metrics)
     if config.upstream is None:
         executor.add_routes(app)
     return app

@@ -70,6 +70,13 @@ def _parser() -> argparse.ArgumentParser:
         "--account-id", default=_env("ACCOUNT_ID", "123456789012"), help="[FLOW_ROUTER_ACCOUNT_ID]"
     )
     serve.add_argument(
+        "--idempotency-ttl",
+        type=int,
+        default=int(_env("IDEMPOTENCY_TTL", "28800") or 28800),
+        help="seconds a Bedrock clientToken is remembered (default 8 h) "
+        "[FLOW_ROUTER_IDEMPOTENCY_TTL]",
+    )
+    serve.add_argument(
         "--log-level", default=_env("LOG_LEVEL", "INFO"), help="[FLOW_ROUTER_LOG_LEVEL]"
     )
     serve.add_argument(
@@ -133,6 +140,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         timeouts=Timeouts(connect_s=args.connect_timeout, total_s=args.timeout),
         region=args.region,
         account_id=args.account_id,
+        idempotency_ttl_s=args.idempotency_ttl,
         settings=Settings(
             max_routes={Api.CLOUDFLOW: max_routes, Api.BEDROCK: 1},
             cache_check_interval_s=args.cache_check_interval,

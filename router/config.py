@@ -21,6 +21,7 @@ class Config:
     settings: Settings = field(default_factory=Settings)
     region: str = "us-east-1"
     account_id: str = "123456789012"
+    idempotency_ttl_s: int = 8 * 3600  # how long a Bedrock clientToken is remembered
 
     def upstream_template(self) -> str:
         if self.upstream is not None:

@@ -246,3 +246,193 @@ def validate_routes(
     if not any(r.weight for r in routes):
         raise InvalidArgument(f"{field_name} needs at least one positive weight", field_name)
     return tuple(routes)
+
+
+# -- Bedrock-specific validation -------------------------------------------------
+# Constraints of the Bedrock Flows API reference (seed 002 and the botocore model)
+# that botocore does not check client-side: it checks minimum lengths only, so
+# maximum lengths, patterns and list maxima reach the gateway and are checked here.
+
+_TAG_PATTERN = re.compile(r"[a-zA-Z0-9\s._:/=+@-]*")
+_TAG_KEY_MAX = 128
+_TAG_VALUE_MAX = 256
+_CLIENT_TOKEN_PATTERN = re.compile(r"[a-zA-Z0-9](?:-*[a-zA-Z0-9]){0,256}")
+_CLIENT_TOKEN_LENGTH = (33, 256)
+_ROLE_ARN_PATTERN = re.compile(r"arn:aws(-[^:]+)?:iam::([0-9]{12})?:role/(service-role/)?.+")
+_KMS_KEY_ARN_PATTERN = re.compile(
+    r"arn:aws(|-cn|-us-gov):kms:[a-zA-Z0-9-]*:[0-9]{12}:key/[a-zA-Z0-9-]{36}"
+)
+_ARN_MAX = 2048
+# StartFlowExecution's flowExecutionName is ``[a-zA-Z0-9-]{1,36}``; it also becomes
+# the execution's name at the executor, whose names may not start with ``-``.
+_FLOW_EXECUTION_NAME_PATTERN = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9-]{0,35}")
+_NODE_NAME_PATTERN = re.compile(r"[a-zA-Z](?:_?[0-9a-zA-Z]){0,99}")
+MAX_RESULTS = 1000
+
+
+def _string(value: Any, field_name: str) -> str:
+    if not isinstance(value, str):
+        raise InvalidArgument(f"{field_name} must be a string", field_name)
+    return value
+
+
+def validate_tags(tags: Any, field_name: str = "tags") -> dict[str, str]:
+    """A tag map: keys 1-128 and values 0-256 characters of ``[a-zA-Z0-9\\s._:/=+@-]``."""
+    if tags is None:
+        return {}
+    if not isinstance(tags, dict):
+        raise InvalidArgument(f"{field_name} must be a map of strings to strings", field_name)
+    for key, value in tags.items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise InvalidArgument(f"{field_name} must map strings to strings", field_name)
+        if not 1 <= len(key) <= _TAG_KEY_MAX:
+            raise InvalidArgument(
+                f"{field_name} key {key!r} must be 1 to {_TAG_KEY_MAX} characters long",
+                field_name,
+            )
+        if len(value) > _TAG_VALUE_MAX:
+            raise InvalidArgument(
+                f"{field_name} value of {key!r} must be at most {_TAG_VALUE_MAX} characters long",
+                field_name,
+            )
+        for kind, text in (("key", key), ("value", value)):
+            if not _TAG_PATTERN.fullmatch(text):
+                raise InvalidArgument(
+                    f"{field_name} {kind} {text!r} does not match {_TAG_PATTERN.pattern}",
+                    field_name,
+                )
+    return dict(tags)
+
+
+def validate_tag_keys(keys: Sequence[str], field_name: str = "tagKeys") -> list[str]:
+    for key in keys:
+        if not 1 <= len(key) <= _TAG_KEY_MAX or not _TAG_PATTERN.fullmatch(key):
+            raise InvalidArgument(
+                f"{field_name} entry {key!r} must be 1 to {_TAG_KEY_MAX} characters of "
+                f"{_TAG_PATTERN.pattern}",
+                field_name,
+            )
+    return list(keys)
+
+
+def validate_client_token(token: Any, field_name: str = "clientToken") -> str | None:
+    """Optional: 33-256 characters, alphanumeric runs joined by hyphens."""
+    if token is None:
+        return None
+    text = _string(token, field_name)
+    low, high = _CLIENT_TOKEN_LENGTH
+    if not low <= len(text) <= high:
+        raise InvalidArgument(f"{field_name} must be {low} to {high} characters long", field_name)
+    if not _CLIENT_TOKEN_PATTERN.fullmatch(text):
+        raise InvalidArgument(
+            f"{field_name} does not match {_CLIENT_TOKEN_PATTERN.pattern}", field_name
+        )
+    return text
+
+
+def validate_role_arn(arn: Any, field_name: str = "executionRoleArn") -> str:
+    """Required: an IAM role ARN of at most 2048 characters."""
+    if arn is None:
+        raise MissingParameter(field_name)
+    text = _string(arn, field_name)
+    if len(text) > _ARN_MAX or not _ROLE_ARN_PATTERN.fullmatch(text):
+        raise InvalidArgument(
+            f"{field_name} {text!r} is not an IAM role ARN ({_ROLE_ARN_PATTERN.pattern})",
+            field_name,
+        )
+    return text
+
+
+def validate_kms_key_arn(arn: Any, field_name: str = "customerEncryptionKeyArn") -> str:
+    """Optional (``""`` when absent): a KMS key ARN."""
+    if arn is None:
+        return ""
+    text = _string(arn, field_name)
+    if len(text) > _ARN_MAX or not _KMS_KEY_ARN_PATTERN.fullmatch(text):
+        raise InvalidArgument(f"{field_name} {text!r} is not a KMS key ARN", field_name)
+    return text
+
+
+def validate_bedrock_description(text: Any, field_name: str = "description") -> str | None:
+    """Optional; when present 1-200 characters (Bedrock has no empty description)."""
+    if text is None:
+        return None
+    return validate_description(
+        _string(text, field_name), Api.BEDROCK, field_name, allow_empty=False
+    )
+
+
+def validate_bedrock_definition(definition: Any, field_name: str = "definition") -> Any:
+    """Optional; a Bedrock flow definition is a JSON structure (``{nodes, connections}``)."""
+    if definition is not None and not isinstance(definition, dict):
+        raise InvalidArgument(f"{field_name} must be a structure", field_name)
+    return definition
+
+
+def bedrock_route_entries(
+    raw: Any, field_name: str = "routingConfiguration"
+) -> list[tuple[Any, int]]:
+    """``[{flowVersion}]`` as ``(version, weight 1)`` pairs for :func:`validate_routes`.
+
+    Bedrock has no weights: an alias names exactly one version, which the
+    caller's ``validate_routes`` with a maximum of 1 enforces. ``DRAFT`` is
+    the working copy, reached through the test alias, never routed to.
+    """
+    if raw is None:
+        raise MissingParameter(field_name)
+    if not isinstance(raw, list) or not all(isinstance(e, dict) for e in raw):
+        raise InvalidArgument(f"{field_name} must be a list of {{flowVersion}}", field_name)
+    entries: list[tuple[Any, int]] = []
+    for entry in raw:
+        version = entry.get("flowVersion")
+        if version is None:
+            raise MissingParameter(f"{field_name}.flowVersion")
+        if version == DRAFT:
+            raise InvalidArgument(
+                f"{field_name}: an alias routes to a published version, not {DRAFT}", field_name
+            )
+        entries.append((version, 1))
+    return entries
+
+
+def validate_max_results(value: str | None, field_name: str = "maxResults") -> int | None:
+    if value is None or value == "":
+        return None
+    if not value.isdigit() or not 1 <= int(value) <= MAX_RESULTS:
+        raise InvalidArgument(f"{field_name} must be between 1 and {MAX_RESULTS}", field_name)
+    return int(value)
+
+
+def validate_flow_execution_name(name: Any, field_name: str = "flowExecutionName") -> str | None:
+    if name is None:
+        return None
+    text = _string(name, field_name)
+    if not _FLOW_EXECUTION_NAME_PATTERN.fullmatch(text):
+        raise InvalidArgument(
+            f"{field_name} {text!r} does not match {_FLOW_EXECUTION_NAME_PATTERN.pattern}",
+            field_name,
+        )
+    return text
+
+
+def validate_flow_inputs(inputs: Any, field_name: str = "inputs") -> Any:
+    """Exactly one ``{nodeName, content: {document}}``; returns the document."""
+    if inputs is None:
+        raise MissingParameter(field_name)
+    if not isinstance(inputs, list) or len(inputs) != 1 or not isinstance(inputs[0], dict):
+        raise InvalidArgument(f"{field_name} must be a list of exactly one input", field_name)
+    item = inputs[0]
+    node = item.get("nodeName")
+    if node is None:
+        raise MissingParameter(f"{field_name}.nodeName")
+    if not isinstance(node, str) or not _NODE_NAME_PATTERN.fullmatch(node):
+        raise InvalidArgument(
+            f"{field_name}.nodeName {node!r} does not match {_NODE_NAME_PATTERN.pattern}",
+            f"{field_name}.nodeName",
+        )
+    content = item.get("content")
+    if not isinstance(content, dict) or "document" not in content:
+        raise InvalidArgument(
+            f"{field_name}.content must be {{document: ...}}", f"{field_name}.content"
+        )
+    return content["document"]

@@ -116,6 +116,8 @@ class RouteCache:
         self._generation = 0
         self._invalidated_at: dict[str, int] = {}
         self.loads = 0  # store snapshots installed; tests read it
+        # What the weight gauges show per flow id: (flow name, alias names).
+        self._published: dict[str, tuple[str, frozenset[str]]] = {}
 
     # hot path ---------------------------------------------------------------------
     async def by_name(self, name: str) -> FlowRoutes:
@@ -164,27 +166,29 @@ class RouteCache:
         self.loads += 1
         if previous is not None and previous.flow.name != flow.name:
             self._ids.pop(previous.flow.name, None)
-        self._publish_weights(previous, routes)
+        self._publish_weights(flow.id, routes)
         self._flows[flow.id] = routes
         self._ids[flow.name] = flow.id
         return routes
 
-    def _publish_weights(self, previous: FlowRoutes | None, routes: FlowRoutes | None) -> None:
-        """Keep the configured-split gauges equal to what this process routes by."""
-        if previous is not None:
-            for name in previous.by_name:
-                if (
-                    routes is None
-                    or name not in routes.by_name
-                    or (previous.flow.name != routes.flow.name)
-                ):
-                    self._metrics.forget_alias(previous.flow.name, name)
-        if routes is not None:
-            for name, compiled in routes.by_name.items():
-                shares = compiled.alias.shares()
-                self._metrics.set_weights(
-                    routes.flow.name, name, ((str(v), s) for v, s in shares.items())
-                )
+    def _publish_weights(self, flow_id: str, routes: FlowRoutes | None) -> None:
+        """Keep the configured-split gauges equal to what this process routes by.
+
+        Gauges change only when a new snapshot is installed (or the flow is
+        gone), never in between, so a scrape during a reload still sees them.
+        """
+        old_name, old_aliases = self._published.pop(flow_id, ("", frozenset()))
+        new_name = routes.flow.name if routes else ""
+        new_aliases = frozenset(routes.by_name) if routes else frozenset()
+        for alias in old_aliases:
+            if alias not in new_aliases or old_name != new_name:
+                self._metrics.forget_alias(old_name, alias)
+        if routes is None:
+            return
+        for name, compiled in routes.by_name.items():
+            shares = compiled.alias.shares()
+            self._metrics.set_weights(new_name, name, ((str(v), s) for v, s in shares.items()))
+        self._published[flow_id] = (new_name, new_aliases)
 
     # invalidation -----------------------------------------------------------------
     def invalidate(self, flow_id: str) -> None:
@@ -195,12 +199,16 @@ class RouteCache:
         if routes is None:
             return
         self._ids.pop(routes.flow.name, None)
-        self._publish_weights(routes, None)
-        asyncio.get_running_loop().create_task(self._reload(flow_id))
+        asyncio.get_running_loop().create_task(self.reload(flow_id))
 
-    async def _reload(self, flow_id: str) -> None:
-        with contextlib.suppress(FlowNotFound, Unavailable):
+    async def reload(self, flow_id: str) -> None:
+        """Load a flow now (after a local write, or an announcement)."""
+        try:
             await self.by_id(flow_id)
+        except FlowNotFound:
+            self._publish_weights(flow_id, None)
+        except Unavailable as e:
+            log.warning("route cache: reloading flow %s failed: %s", flow_id, e.message)
 
     def invalidate_all(self) -> None:
         for flow_id in list(self._flows):

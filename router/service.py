@@ -112,12 +112,12 @@ class Gateway:
             model.validate_name(update.name, api)
         model.validate_description(update.description, api)
         updated = await self.store.update_flow(flow.id, update, model.now_ms())
-        self.cache.invalidate(flow.id)
+        await self._changed(flow)
         return updated
 
     async def delete_flow(self, flow: Flow, *, force: bool) -> Flow:
         deleted = await self.store.delete_flow(flow.id, force=force)
-        self.cache.invalidate(flow.id)
+        await self._changed(flow)
         return deleted
 
     # versions -----------------------------------------------------------------
@@ -166,7 +166,7 @@ class Gateway:
             sticky_execution_name=sticky_execution_name,
         )
         await self.store.create_alias(alias)
-        self.cache.invalidate(flow.id)
+        await self._changed(flow)
         return alias
 
     async def alias(self, flow: Flow, name: str | None, field_name: str = "Name") -> Alias:
@@ -183,13 +183,18 @@ class Gateway:
             model.validate_alias_name(update.name, api)
         model.validate_description(update.description, api)
         updated = await self.store.update_alias(flow.id, name, update, model.now_ms())
-        self.cache.invalidate(flow.id)
+        await self._changed(flow)
         return updated
 
     async def delete_alias(self, flow: Flow, name: str) -> Alias:
         deleted = await self.store.delete_alias(flow.id, name)
-        self.cache.invalidate(flow.id)
+        await self._changed(flow)
         return deleted
+
+    async def _changed(self, flow: Flow) -> None:
+        """After a local write: route on it here at once (read-your-writes)."""
+        self.cache.invalidate(flow.id)
+        await self.cache.reload(flow.id)
 
     # executions ---------------------------------------------------------------
     async def routes_by_name(

@@ -220,7 +220,7 @@ async def update_flow(call: Call) -> dict[str, Any]:
     flow = await call.flow("Name")
     update = FlowUpdate(
         definition=call.get("Definition"),
-        description=call.get("Description") if "Description" in call.params else None,
+        description=call.params.get("Description"),  # "" clears it
         role_arn=call.get("RoleArn"),
         type=call.get("Type"),
         execution_mode=call.get("ExecutionMode"),
@@ -290,7 +290,7 @@ async def update_flow_alias(call: Call) -> dict[str, Any]:
     name = call.required("Name")
     update = AliasUpdate(
         routes=parse_routes(call) if call.get("RoutingConfigurations") is not None else None,
-        description=call.get("Description") if "Description" in call.params else None,
+        description=call.params.get("Description"),  # "" clears it
         sticky_execution_name=call.flag(STICKY),
     )
     return {"Alias": alias_body(await call.gateway.update_alias(API, flow, name, update))}

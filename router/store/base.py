@@ -14,7 +14,7 @@ Contract (tested identically against every implementation in
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
@@ -107,6 +107,11 @@ class Store(Protocol):
         ...
 
     async def get_execution(self, flow_id: str, name: str) -> ExecutionRecord: ...
+    async def list_executions(
+        self, flow_id: str, limit: int, token: str | None = None
+    ) -> Page[ExecutionRecord]:
+        """Recorded executions that have not expired, in name order, paged."""
+        ...
 
     # idempotency tokens ---------------------------------------------------------
     async def get_token(self, scope: str, token: str) -> IdempotencyRecord | None: ...
@@ -114,6 +119,23 @@ class Store(Protocol):
         self, scope: str, token: str, record: IdempotencyRecord, ttl_s: int
     ) -> IdempotencyRecord:
         """Store ``record`` unless the token is taken; return whichever is stored."""
+        ...
+
+    # route caches ---------------------------------------------------------------
+    async def snapshot(self, flow_ref: str, *, by_id: bool) -> FlowSnapshot:
+        """The flow (by name, or by id) with all its aliases, at one revision."""
+        ...
+
+    async def revisions(self, flow_ids: Sequence[str]) -> list[int | None]:
+        """Each flow's current revision (``None``: the flow is gone)."""
+        ...
+
+    async def listen(self, on_change: Callable[[str], None], on_resync: Callable[[], None]) -> None:
+        """Call ``on_change(flow_id)`` for every change until cancelled.
+
+        ``on_resync`` runs whenever changes may have been missed (at start and
+        after every reconnect), so the caller re-checks revisions.
+        """
         ...
 
     # lifecycle ------------------------------------------------------------------

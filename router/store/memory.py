@@ -20,6 +20,7 @@ from router.errors import (
     ExecutionNotFound,
     FlowAlreadyExists,
     FlowNotFound,
+    InvalidArgument,
     ResourceInUse,
     VersionNotFound,
 )
@@ -55,7 +56,10 @@ def paginate(
 ) -> Page[T]:
     """Page over sorted ``keys``; the token is the first key of the next page."""
     ordered = sorted(keys)
-    start = bisect.bisect_left(ordered, parse(token)) if token else 0
+    try:
+        start = bisect.bisect_left(ordered, parse(token)) if token else 0
+    except ValueError:
+        raise InvalidArgument("the pagination token is not valid", "NextToken") from None
     chunk = ordered[start : start + limit]
     following = ordered[start + limit : start + limit + 1]
     return Page([get(k) for k in chunk], str(following[0]) if following else None)
@@ -228,6 +232,13 @@ class MemoryStore:
         if found is None or found[1] <= self._clock():
             raise ExecutionNotFound(name)
         return found[0]
+
+    async def list_executions(
+        self, flow_id: str, limit: int, token: str | None = None
+    ) -> Page[ExecutionRecord]:
+        now = self._clock()
+        live = {n: r for n, (r, expiry) in self._state(flow_id).executions.items() if expiry > now}
+        return paginate(live, limit, token, str, live.__getitem__)
 
     # idempotency tokens -----------------------------------------------------------
     async def get_token(self, scope: str, token: str) -> IdempotencyRecord | None:
