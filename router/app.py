@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -61,7 +62,9 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
         opened = await open_store(config.store, config.key_prefix) if owned else store
         assert opened is not None
         await forwarder.start()
-        gateway = Gateway(opened, forwarder, metrics, upstream, config.settings)
+        gateway = Gateway(
+            opened, forwarder, metrics, upstream, config.settings, random.Random(config.random_seed)
+        )
         app[GATEWAY] = gateway
         if config.upstream is None:
             log.info("no --upstream given: forwarding to the built-in reference executor")

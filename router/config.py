@@ -22,6 +22,7 @@ class Config:
     region: str = "us-east-1"
     account_id: str = "123456789012"
     idempotency_ttl_s: int = 8 * 3600  # how long a Bedrock clientToken is remembered
+    random_seed: int | None = None  # seed of the version choice (tests); None: from the OS
 
     def upstream_template(self) -> str:
         if self.upstream is not None:

@@ -35,6 +35,13 @@ class MissingParameter(InvalidArgument):
         super().__init__(f"required parameter {field} is missing", field)
 
 
+class InvalidToken(InvalidArgument):
+    """A pagination token the store did not issue; the service names the field."""
+
+    def __init__(self) -> None:
+        super().__init__("the pagination token is not valid")
+
+
 class UnknownAction(InvalidArgument):
     """The request names an operation this gateway does not serve."""
 

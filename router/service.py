@@ -7,20 +7,23 @@ never touch the store directly. Everything here is API-neutral except for the
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from router import model
-from router.errors import ExecutorError, InvalidArgument, VersionNotFound
+from router.errors import ExecutorError, InvalidArgument, InvalidToken, VersionNotFound
 from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
 from router.routing import CompiledAlias, FlowRoutes, RouteCache
 from router.store.base import ExecutionRecord, Page, Store
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,6 +34,17 @@ class Settings:
     execution_ttl_s: int = 7 * 24 * 3600
     max_page: int = 1000
     cache_check_interval_s: float = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class PageFields:
+    """What a dialect calls its page size and token, for error messages."""
+
+    limit: str = "Limit"
+    token: str = "NextToken"
+
+
+CLOUDFLOW_PAGE = PageFields()
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,8 +118,10 @@ class Gateway:
     async def flow_by_id(self, flow_id: str) -> Flow:
         return await self.store.get_flow_by_id(flow_id)
 
-    async def list_flows(self, limit: int, token: str | None) -> Page[Flow]:
-        return await self.store.list_flows(self._limit(limit), token)
+    async def list_flows(
+        self, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
+    ) -> Page[Flow]:
+        return await self._page(self.store.list_flows, limit, token, fields)
 
     async def update_flow(self, api: Api, flow: Flow, update: FlowUpdate) -> Flow:
         if update.name is not None:
@@ -128,8 +144,12 @@ class Gateway:
     async def version(self, flow: Flow, version: str | int | None) -> FlowVersion:
         return await self.store.get_version(flow.id, model.parse_version(version))
 
-    async def list_versions(self, flow: Flow, limit: int, token: str | None) -> Page[FlowVersion]:
-        return await self.store.list_versions(flow.id, self._limit(limit), token)
+    async def list_versions(
+        self, flow: Flow, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
+    ) -> Page[FlowVersion]:
+        return await self._page(
+            functools.partial(self.store.list_versions, flow.id), limit, token, fields
+        )
 
     async def delete_version(self, flow: Flow, version: str | None, *, force: bool) -> None:
         await self.store.delete_version(
@@ -175,8 +195,20 @@ class Gateway:
     async def alias_by_id(self, flow: Flow, alias_id: str) -> Alias:
         return await self.store.get_alias_by_id(flow.id, alias_id)
 
-    async def list_aliases(self, flow: Flow, limit: int, token: str | None) -> Page[Alias]:
-        return await self.store.list_aliases(flow.id, self._limit(limit), token)
+    async def list_aliases(
+        self, flow: Flow, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
+    ) -> Page[Alias]:
+        return await self._page(
+            functools.partial(self.store.list_aliases, flow.id), limit, token, fields
+        )
+
+    async def list_executions(
+        self, flow: Flow, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
+    ) -> Page[ExecutionRecord]:
+        """Executions recorded by name (caller-named ones), in name order."""
+        return await self._page(
+            functools.partial(self.store.list_executions, flow.id), limit, token, fields
+        )
 
     async def update_alias(self, api: Api, flow: Flow, name: str, update: AliasUpdate) -> Alias:
         if update.name is not None:
@@ -206,6 +238,16 @@ class Gateway:
     async def routes_by_id(self, flow_id: str) -> FlowRoutes:
         return await self.cache.by_id(flow_id)
 
+    def pick(
+        self, alias: CompiledAlias, routing_key: bytes | None = None, name: str | None = None
+    ) -> str:
+        """The version an execution through ``alias`` goes to: sticky for a key, else by weight."""
+        if routing_key is None and name and alias.alias.sticky_execution_name:
+            routing_key = name.encode()
+        if routing_key is not None:
+            return alias.pick_for_key(routing_key)
+        return alias.pick(self._random())
+
     async def start_execution(
         self,
         flow: Flow,
@@ -220,13 +262,7 @@ class Gateway:
         if alias is not None:
             if isinstance(alias, Alias):
                 alias = (await self.cache.by_id(flow.id)).alias(alias.name)
-            if routing_key is None and name and alias.alias.sticky_execution_name:
-                routing_key = name.encode()
-            chosen = (
-                alias.pick_for_key(routing_key)
-                if routing_key is not None
-                else alias.pick(self._random())
-            )
+            chosen = self.pick(alias, routing_key, name)
             return await self.run(alias.flow, chosen, alias.alias.name, name, input)
         if version is not None:
             chosen = str((await self.version(flow, version)).version)
@@ -240,12 +276,20 @@ class Gateway:
         return await self.run(flow, chosen, "", name, input)
 
     async def run(
-        self, flow: Flow, version: str, alias: str, name: str | None, input: Any
+        self,
+        flow: Flow,
+        version: str,
+        alias: str,
+        name: str | None,
+        input: Any,
+        *,
+        record: bool = True,
     ) -> Execution:
         """Forward one execution to ``version``'s executor and count it.
 
         A caller-chosen name is claimed in the store first (names are unique per
-        flow). A generated name carries the version and alias instead
+        flow), unless ``record`` is false (an InvokeFlow, which nobody can
+        describe later). A generated name carries the version and alias instead
         (``<hex>.<version>.<alias>``, a form callers cannot choose because their
         names may not contain dots), so unnamed executions cost no store I/O.
         """
@@ -254,6 +298,7 @@ class Gateway:
             name = generated_execution_name(version, alias)
         else:
             model.validate_execution_name(name)
+        if record and not is_generated_execution_name(name):
             await self.store.record_execution(
                 ExecutionRecord(flow.id, name, version, alias, started),
                 self.settings.execution_ttl_s,
@@ -281,6 +326,8 @@ class Gateway:
 
     async def version_definition(self, flow: Flow, version: str) -> Any:
         """The definition a version was published with (``None`` if it is gone)."""
+        if not version.isdigit():  # DRAFT: the flow itself
+            return flow.definition
         key = (flow.id, version)
         if key not in self._definitions:
             try:
@@ -310,14 +357,29 @@ class Gateway:
             reply,
         )
 
-    def _limit(self, limit: int) -> int:
+    async def _page(
+        self,
+        fetch: Callable[[int, str | None], Awaitable[Page[T]]],
+        limit: int,
+        token: str | None,
+        fields: PageFields,
+    ) -> Page[T]:
         if not 1 <= limit <= self.settings.max_page:
-            raise InvalidArgument(f"limit must be between 1 and {self.settings.max_page}", "Limit")
-        return limit
+            raise InvalidArgument(
+                f"{fields.limit} must be between 1 and {self.settings.max_page}", fields.limit
+            )
+        try:
+            return await fetch(limit, token)
+        except InvalidToken as e:
+            raise InvalidArgument(f"{fields.token}: {e.message}", fields.token) from None
 
 
 def generated_execution_name(version: str, alias: str) -> str:
     return f"{uuid.uuid4().hex}.{version}.{alias}"
+
+
+def is_generated_execution_name(name: str) -> bool:
+    return "." in name
 
 
 def parse_generated_execution_name(flow_id: str, name: str) -> ExecutionRecord | None:

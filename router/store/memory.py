@@ -20,7 +20,7 @@ from router.errors import (
     ExecutionNotFound,
     FlowAlreadyExists,
     FlowNotFound,
-    InvalidArgument,
+    InvalidToken,
     ResourceInUse,
     VersionNotFound,
 )
@@ -59,7 +59,7 @@ def paginate(
     try:
         start = bisect.bisect_left(ordered, parse(token)) if token else 0
     except ValueError:
-        raise InvalidArgument("the pagination token is not valid", "NextToken") from None
+        raise InvalidToken() from None
     chunk = ordered[start : start + limit]
     following = ordered[start + limit : start + limit + 1]
     return Page([get(k) for k in chunk], str(following[0]) if following else None)

@@ -65,7 +65,7 @@ from router.errors import (
     ExecutionNotFound,
     FlowAlreadyExists,
     FlowNotFound,
-    InvalidArgument,
+    InvalidToken,
     ResourceInUse,
     RouterError,
     Unavailable,
@@ -220,7 +220,7 @@ def _page_start(token: str | None, mode: str) -> str:
     try:
         return str(int(token))
     except ValueError:
-        raise InvalidArgument("the pagination token is not valid", "NextToken") from None
+        raise InvalidToken() from None
 
 
 def _next_page(keys: Sequence[bytes], limit: int) -> str | None:

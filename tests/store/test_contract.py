@@ -21,7 +21,7 @@ from router.errors import (
     ExecutionNotFound,
     FlowAlreadyExists,
     FlowNotFound,
-    InvalidArgument,
+    InvalidToken,
     ResourceInUse,
     Unavailable,
     VersionNotFound,
@@ -280,9 +280,9 @@ async def test_list_versions_pages_in_number_order(store: Store) -> None:
 async def test_list_versions_rejects_a_malformed_token(store: Store) -> None:
     flow = await flow_with_versions(store, 2)
     for token in ("abc", "1.5", "2x"):
-        with pytest.raises(InvalidArgument) as e:
+        # The store does not know what a dialect calls its token; the service names it.
+        with pytest.raises(InvalidToken):
             await store.list_versions(flow.id, 10, token)
-        assert e.value.field == "NextToken"
 
 
 async def test_delete_version(store: Store) -> None:

@@ -15,7 +15,6 @@ error table of this dialect).
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -134,10 +133,6 @@ def add_routes(
     config_key: web.AppKey[Config],
     metrics: Metrics,
 ) -> None:
-    # Owned by this app, not global: the version choice of InvokeFlow, which picks
-    # before it starts the stream (the X-Flow-Version header goes out first).
-    rng = random.Random()
-
     async def handle(request: web.Request) -> web.StreamResponse:
         rid = request_id()
         label, is_runtime = "unknown", False
@@ -151,7 +146,6 @@ def add_routes(
                 gateway,
                 Arns(config.region, config.account_id),
                 Idempotency(gateway.store, config.idempotency_ttl_s),
-                rng.random,
                 labels,
             )
             call.headers["x-amzn-RequestId"] = rid

@@ -79,8 +79,8 @@ async def get_flow(call: Call) -> dict[str, Any]:
 
 
 async def list_flows(call: Call) -> dict[str, Any]:
-    limit, token = call.page()
-    page = await call.gateway.list_flows(limit, token)
+    limit, token, fields = call.page()
+    page = await call.gateway.list_flows(limit, token, fields)
     items = [flow_body(f, call.arns, summary=True) for f in page.items]
     return _page(items, "flowSummaries", page.next_token)
 
@@ -156,8 +156,8 @@ async def get_flow_version(call: Call) -> dict[str, Any]:
 
 async def list_flow_versions(call: Call) -> dict[str, Any]:
     flow = await call.flow()
-    limit, token = call.page()
-    page = await call.gateway.list_versions(flow, limit, token)
+    limit, token, fields = call.page()
+    page = await call.gateway.list_versions(flow, limit, token, fields)
     items = [version_body(flow, v, call.arns, summary=True) for v in page.items]
     return _page(items, "flowVersionSummaries", page.next_token)
 
@@ -220,8 +220,8 @@ async def get_flow_alias(call: Call) -> dict[str, Any]:
 
 async def list_flow_aliases(call: Call) -> dict[str, Any]:
     flow = await call.flow()
-    limit, token = call.page()
-    page = await call.gateway.list_aliases(flow, limit, token)
+    limit, token, fields = call.page()
+    page = await call.gateway.list_aliases(flow, limit, token, fields)
     items = [alias_body(a, call.arns) for a in page.items]
     return _page(items, "flowAliasSummaries", page.next_token)
 

@@ -86,10 +86,7 @@ class Target:
     def pick(self) -> str:
         if self.compiled is None:
             return model.DRAFT
-        key = self.routing_key
-        if key is not None:
-            return self.compiled.pick_for_key(key)
-        return self.compiled.pick(self.call.random())
+        return self.call.gateway.pick(self.compiled, self.routing_key)
 
 
 async def _target(call: Call, field_name: str = "flowAliasIdentifier") -> tuple[Flow, Target]:
@@ -159,7 +156,7 @@ async def list_flow_executions(call: Call) -> dict[str, Any]:
     version qualifier, have no alias ARN to report and are left out, so a page may
     hold fewer than ``maxResults`` items and still have a ``nextToken``.
     """
-    limit, token = call.page()
+    limit, token, fields = call.page()
     routes = await call.gateway.routes_by_id(call.flow_id())
     flow = routes.flow
     ids = {name: compiled.alias.id for name, compiled in routes.by_name.items()}
@@ -169,8 +166,7 @@ async def list_flow_executions(call: Call) -> dict[str, Any]:
     if requested:
         alias_id = call.arns.alias_id(requested, flow.id, "flowAliasIdentifier")
         wanted = TEST_ALIAS if alias_id == TEST_ALIAS else routes.alias_by_id(alias_id).alias.name
-    # TODO(lead): Gateway has no list_executions use case yet (service.py is not ours).
-    page = await call.gateway.store.list_executions(flow.id, limit, token)
+    page = await call.gateway.list_executions(flow, limit, token, fields)
     records = [r for r in page.items if r.alias in ids and wanted in (None, r.alias)]
     limiter = asyncio.Semaphore(_DESCRIBE_CONCURRENCY)
 
@@ -217,11 +213,15 @@ async def invoke_flow(call: Call) -> web.StreamResponse:
         raise errors.InvalidArgument("executionId must be a string", "executionId")
     flow, target = await _target(call)
     version = target.pick()
+    # The executor gets the same id the caller sees; InvokeFlow executions are not
+    # recorded (nothing can describe them later), so they cost no store write.
+    execution_id = execution_id or str(uuid.uuid4())
+    model.validate_execution_name(execution_id, "executionId")
     response = web.StreamResponse(
         status=200,
         headers={
             "Content-Type": EVENT_STREAM,
-            EXECUTION_ID_HEADER: execution_id or str(uuid.uuid4()),
+            EXECUTION_ID_HEADER: execution_id,
             FLOW_VERSION_HEADER: version,
             **call.headers,
         },
@@ -229,7 +229,9 @@ async def invoke_flow(call: Call) -> web.StreamResponse:
     await response.prepare(call.request)
     # From here on every failure is a message in the stream: the status is sent.
     try:
-        execution = await call.gateway.run(flow, version, target.alias_name, None, document)
+        execution = await call.gateway.run(
+            flow, version, target.alias_name, execution_id, document, record=False
+        )
     except errors.RouterError as e:
         messages = [eventstream.exception(stream_exception_type(e), e.message)]
     except Exception:  # a bug: log it whole, end the stream without internals

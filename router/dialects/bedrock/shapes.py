@@ -8,9 +8,8 @@ ARN. ARNs carry this gateway's region and account (``--region``,
 
 from __future__ import annotations
 
-import random
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,7 @@ from router import errors, model
 from router.dialects.common import iso8601
 from router.idempotency import Idempotency
 from router.model import Alias, Flow, FlowVersion
-from router.service import Gateway
+from router.service import Gateway, PageFields
 
 TEST_ALIAS = "TSTALIASID"  # always routes to DRAFT, the flow's working copy
 _ID = r"[0-9a-zA-Z]{10}"
@@ -109,6 +108,9 @@ def _same_flow(parts: ArnParts, flow_id: str, field_name: str) -> None:
         )
 
 
+PAGE_FIELDS = PageFields(limit="maxResults", token="nextToken")
+
+
 # -- one request ---------------------------------------------------------------------
 
 
@@ -120,7 +122,6 @@ class Call:
     gateway: Gateway
     arns: Arns
     idempotency: Idempotency
-    random: Callable[[], float] = field(default_factory=lambda: random.random)
     labels: Mapping[str, str] = field(default_factory=dict)
     body: Mapping[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
@@ -168,9 +169,9 @@ class Call:
             raise errors.InvalidArgument(f"{name} must be true or false", name)
         return value == "true"
 
-    def page(self) -> tuple[int, str | None]:
+    def page(self) -> tuple[int, str | None, PageFields]:
         limit = model.validate_max_results(self.query("maxResults"))
-        return limit or DEFAULT_MAX_RESULTS, self.query("nextToken") or None
+        return limit or DEFAULT_MAX_RESULTS, self.query("nextToken") or None, PAGE_FIELDS
 
     # resources ----------------------------------------------------------------------
     def flow_id(self) -> str:
