@@ -73,6 +73,36 @@ class Metrics:
             ["dialect", "action", "code"],
             registry=self.registry,
         )
+        self.errors = Counter(
+            "flow_router_errors",
+            "Errors answered to callers, by dialect and domain error "
+            "(Unavailable: the store could not be reached).",
+            ["dialect", "error"],
+            registry=self.registry,
+        )
+        self.cache_loads = Counter(
+            "flow_router_route_cache_loads",
+            "Flow snapshots read from the store into the route cache.",
+            registry=self.registry,
+        )
+        self.cache_invalidations = Counter(
+            "flow_router_route_cache_invalidations",
+            "Flows dropped from the route cache, by what told us: feed (store "
+            "announcement), local (a write through this process), check (periodic "
+            "revision check).",
+            ["source"],
+            registry=self.registry,
+        )
+        self.cache_resyncs = Counter(
+            "flow_router_route_cache_resyncs",
+            "Change-feed (re)subscriptions, each followed by a full revision check.",
+            registry=self.registry,
+        )
+        self.cache_errors = Counter(
+            "flow_router_route_cache_errors",
+            "Route-cache reloads and revision checks that failed (store unreachable).",
+            registry=self.registry,
+        )
         self._paths: dict[tuple[str, str, str], ExecutionMetrics] = {}
         self._weights: dict[tuple[str, str], set[str]] = {}
 
@@ -87,6 +117,9 @@ class Metrics:
             )
             self._paths[key] = found
         return found
+
+    def count_error(self, dialect: str, error: Exception) -> None:
+        self.errors.labels(dialect, type(error).__name__).inc()
 
     def set_weights(self, flow: str, alias: str, shares: Iterable[tuple[str, float]]) -> None:
         """Publish an alias's configured split, dropping versions it no longer routes to."""

@@ -164,6 +164,7 @@ class RouteCache:
         previous = self._flows.get(flow.id)
         routes = compile_snapshot(snapshot, previous)
         self.loads += 1
+        self._metrics.cache_loads.inc()
         if previous is not None and previous.flow.name != flow.name:
             self._ids.pop(previous.flow.name, None)
         self._publish_weights(flow.id, routes)
@@ -191,8 +192,9 @@ class RouteCache:
         self._published[flow_id] = (new_name, new_aliases)
 
     # invalidation -----------------------------------------------------------------
-    def invalidate(self, flow_id: str) -> None:
+    def invalidate(self, flow_id: str, source: str = "feed") -> None:
         """Drop a flow now (so no request routes on it) and reload it in the background."""
+        self._metrics.cache_invalidations.labels(source).inc()
         self._invalidated_at[flow_id] = self._generation
         self._generation += 1
         routes = self._flows.pop(flow_id, None)
@@ -208,11 +210,8 @@ class RouteCache:
         except FlowNotFound:
             self._publish_weights(flow_id, None)
         except Unavailable as e:
+            self._metrics.cache_errors.inc()
             log.warning("route cache: reloading flow %s failed: %s", flow_id, e.message)
-
-    def invalidate_all(self) -> None:
-        for flow_id in list(self._flows):
-            self.invalidate(flow_id)
 
     async def check(self) -> int:
         """Compare cached revisions with the store's; reload what moved. Returns how many."""
@@ -224,7 +223,7 @@ class RouteCache:
         for flow_id, revision in zip(ids, current, strict=True):
             cached = self._flows.get(flow_id)
             if cached is not None and cached.revision != revision:
-                self.invalidate(flow_id)
+                self.invalidate(flow_id, "check")
                 moved += 1
         return moved
 
@@ -239,6 +238,7 @@ class RouteCache:
                 await checker
 
     def _resync(self) -> None:
+        self._metrics.cache_resyncs.inc()
         asyncio.get_running_loop().create_task(self._check_logged())
 
     async def _check_periodically(self) -> None:
@@ -250,6 +250,7 @@ class RouteCache:
         try:
             moved = await self.check()
         except Unavailable as e:
+            self._metrics.cache_errors.inc()
             log.warning("route cache revision check failed: %s", e.message)
             return
         if moved:

@@ -225,7 +225,7 @@ class Gateway:
 
     async def _changed(self, flow: Flow) -> None:
         """After a local write: route on it here at once (read-your-writes)."""
-        self.cache.invalidate(flow.id)
+        self.cache.invalidate(flow.id, "local")
         await self.cache.reload(flow.id)
 
     # executions ---------------------------------------------------------------

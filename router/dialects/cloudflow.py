@@ -394,6 +394,7 @@ def add_routes(app: web.Application, gateway_key: web.AppKey[Gateway], metrics: 
             )
             body = await handler(call)
         except errors.RouterError as e:
+            metrics.count_error(DIALECT, e)
             response = error_response(e, rid)
         except Exception:  # a bug: log it whole, answer without internals
             log.exception("unexpected error in %s (request %s)", action, rid)

@@ -153,6 +153,7 @@ def add_routes(
                 await call.read_body()
             answer = await operation.handler(call)
         except errors.RouterError as e:
+            metrics.count_error(DIALECT, e)
             response: web.StreamResponse = error_response(e, rid, is_runtime)
         except Exception:  # a bug: log it whole, answer without internals
             log.exception("unexpected error in %s (request %s)", label, rid)
