@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import random
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 
 from router import executor
+from router.auth import VERIFIER, Verifier
 from router.config import Config
 from router.dialects import bedrock, cloudflow
 from router.errors import Unavailable
 from router.forward import Forwarder, UpstreamTemplate
+from router.limits import BODY_TIMEOUT
 from router.metrics import CONTENT_TYPE, Metrics
+from router.ratelimit import RateLimiter
 from router.service import Gateway
 from router.store import Store, open_store
 
@@ -50,12 +54,16 @@ async def _metrics(request: web.Request) -> web.Response:
 
 def make_app(config: Config, store: Store | None = None) -> web.Application:
     """The gateway app. ``store`` overrides ``config.store`` (tests pass one in)."""
-    app = web.Application(client_max_size=1024**2)
+    app = web.Application(client_max_size=config.max_body_bytes)
     app[CONFIG] = config
+    app[BODY_TIMEOUT] = config.body_timeout_s
     metrics = Metrics()
     app[METRICS] = metrics
     upstream = UpstreamTemplate(config.upstream_template())
-    forwarder = Forwarder(config.timeouts, config.max_idle_per_host)
+    forwarder = Forwarder(config.timeouts, config.max_idle_per_host, config.version_limits, metrics)
+    verifier = Verifier(config.credentials) if config.credentials is not None else None
+    if verifier is not None:  # every API request must be signed (router/auth)
+        app[VERIFIER] = verifier
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         owned = store is None
@@ -66,6 +74,11 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
             opened, forwarder, metrics, upstream, config.settings, random.Random(config.random_seed)
         )
         app[GATEWAY] = gateway
+        if verifier is not None:
+            verifier.share_nonces(opened)
+            if config.rate_limit is not None:
+                burst = config.rate_burst or max(1, math.ceil(config.rate_limit))
+                verifier.limiter = RateLimiter(opened, config.rate_limit, burst)
         if config.upstream is None:
             log.info("no --upstream given: forwarding to the built-in reference executor")
         follower = asyncio.create_task(gateway.cache.run(), name="route-cache")

@@ -7,14 +7,18 @@ variable; a flag given on the command line wins over the environment.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any, TypedDict
 
 from aiohttp import web
 
-from router import __version__
+from router import __version__, limits
+from router.auth import load_credentials
+from router.breaker import VersionLimits
 from router.config import Config
 from router.forward import Timeouts, UpstreamTemplate
 from router.model import Api
@@ -39,8 +43,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--store",
         default=_env("STORE", "memory://"),
-        help="memory:// (embedded, default), redis://host:port/db or rediss://… "
-        "[FLOW_ROUTER_STORE]",
+        help="memory:// (embedded, default), redis://host:port/db, rediss://…, "
+        "redis+sentinel://host:port[,host:port]/service[/db] or "
+        "redis+cluster://host:port[,host:port]; timeouts as URL options, e.g. "
+        "?socket_timeout=2 (see the README) [FLOW_ROUTER_STORE]",
     )
     serve.add_argument(
         "--key-prefix",
@@ -113,14 +119,172 @@ def _parser() -> argparse.ArgumentParser:
         help="log every request (off by default: it costs throughput) [FLOW_ROUTER_ACCESS_LOG]",
     )
 
+    serve.add_argument(
+        "--credentials",
+        default=_env("CREDENTIALS"),
+        metavar="PATH",
+        help="JSON object of access key id -> secret; when given, every API request must be "
+        "signed (CloudFlow RPC v1 / ACS3, Bedrock SigV4) [FLOW_ROUTER_CREDENTIALS]",
+    )
+    serve.add_argument(
+        "--insecure",
+        action="store_true",
+        default=_env("INSECURE", "") not in ("", "0", "false"),
+        help="without --credentials, listen on a non-loopback address anyway, accepting "
+        "unsigned requests from anyone who can reach it [FLOW_ROUTER_INSECURE]",
+    )
+
+    _add_limit_arguments(serve)
+    _add_quota_arguments(serve)
+
     executor = sub.add_parser("executor", help="run the reference (echo) executor alone")
     executor.add_argument("--host", default="127.0.0.1")
     executor.add_argument("--port", type=int, default=9090)
     return parser
 
 
+def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
+    """Executor guards (router/breaker), client limits (router/limits), draining."""
+
+    def number(name: str, kind: type[int] | type[float], default: str, help: str) -> None:
+        env = name.upper().replace("-", "_")
+        serve.add_argument(
+            f"--{name}",
+            type=kind,
+            default=kind(_env(env, default) or default),
+            help=f"{help} [FLOW_ROUTER_{env}]",
+        )
+
+    number(
+        "max-inflight-per-version", int, "256",
+        "executions in flight per flow version and process; more wait until --timeout, "
+        "then fail unsent (0: no limit; default 256)",
+    )  # fmt: skip
+    number(
+        "breaker-failures", int, "20",
+        "consecutive failures of a version that open its circuit: its executions then fail "
+        "at once, unsent, until a probe succeeds (0: no breaker; default 20)",
+    )  # fmt: skip
+    number(
+        "breaker-reset", float, "10",
+        "seconds an open circuit waits before letting one probe through (default 10)",
+    )  # fmt: skip
+    number(
+        "max-body-bytes", int, str(limits.DEFAULT_MAX_BODY_BYTES),
+        "largest request body accepted (default 1 MiB)",
+    )  # fmt: skip
+    number(
+        "body-timeout", float, "30",
+        "seconds a client has to send a request body (default 30)",
+    )  # fmt: skip
+    number(
+        "idle-timeout", float, "75",
+        "seconds a connection may stay idle, and the time a client has to send a request's "
+        "headers (default 75)",
+    )  # fmt: skip
+    number(
+        "drain-timeout", float, "30",
+        "on SIGTERM: seconds to let requests in progress finish before exiting (default 30)",
+    )  # fmt: skip
+    number(
+        "rate-limit", float, "0",
+        "requests/s each access key may make, across all replicas on Redis; needs "
+        "--credentials (0: no limit; default 0)",
+    )  # fmt: skip
+    number(
+        "rate-burst", int, "0",
+        "requests an access key may make at once above its rate (default: one second's worth)",
+    )  # fmt: skip
+
+
+def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The Config fields of :func:`_add_limit_arguments`, checked."""
+    if args.max_body_bytes < 1:
+        raise ValueError("--max-body-bytes must be at least 1")
+    for name in ("body_timeout", "idle_timeout", "drain_timeout"):
+        if getattr(args, name) <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be positive")
+    if args.rate_limit < 0 or args.rate_burst < 0:
+        raise ValueError("--rate-limit and --rate-burst must not be negative")
+    if args.rate_limit and not args.credentials:
+        raise ValueError("--rate-limit is per access key: it needs --credentials")
+    return {
+        "rate_limit": args.rate_limit or None,
+        "rate_burst": args.rate_burst,
+        "version_limits": VersionLimits(
+            max_inflight=args.max_inflight_per_version,
+            breaker_failures=args.breaker_failures,
+            breaker_reset_s=args.breaker_reset,
+        ),
+        "max_body_bytes": args.max_body_bytes,
+        "body_timeout_s": args.body_timeout,
+        "idle_timeout_s": args.idle_timeout,
+        "drain_timeout_s": args.drain_timeout,
+    }
+
+
+def _add_quota_arguments(serve: argparse.ArgumentParser) -> None:
+    """Quotas on what the store holds, enforced atomically by the store."""
+    for name, default, what in (
+        ("max-flows", 1000, "flows in the store"),
+        ("max-versions-per-flow", 100, "versions of one flow that exist at a time"),
+        ("max-aliases-per-flow", 100, "aliases of one flow"),
+    ):
+        env = name.upper().replace("-", "_")
+        serve.add_argument(
+            f"--{name}",
+            type=int,
+            default=int(_env(env, str(default)) or default),
+            help=f"quota: the most {what}; a create beyond it fails with the dialect's quota "
+            f"error (0: no limit; default {default}) [FLOW_ROUTER_{env}]",
+        )
+
+
+class _Quotas(TypedDict):
+    max_flows: int | None
+    max_versions_per_flow: int | None
+    max_aliases_per_flow: int | None
+
+
+def _quota_settings(args: argparse.Namespace) -> _Quotas:
+    """The Settings fields of :func:`_add_quota_arguments`, checked; 0 means no limit."""
+    for name in _Quotas.__annotations__:
+        if getattr(args, name) < 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be 0 (no limit) or more")
+    return _Quotas(
+        max_flows=args.max_flows or None,
+        max_versions_per_flow=args.max_versions_per_flow or None,
+        max_aliases_per_flow=args.max_aliases_per_flow or None,
+    )
+
+
 MAX_ROUTES_LIMIT = 10_000
 CLOUDFLOW_MAX_ROUTES = 2  # the documented limit of RoutingConfigurations
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine."""
+    if host.lower() in ("localhost", "localhost."):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:  # a name we would have to resolve: assume it is reachable
+        return False
+
+
+def check_exposure(host: str, credentials: Mapping[str, str] | None, insecure: bool) -> None:
+    """Refuse to serve unauthenticated on an address other machines can reach."""
+    if credentials is None and not insecure and not is_loopback(host):
+        raise ValueError(
+            f"refusing to listen on {host} without --credentials: anyone who can reach it "
+            "could change flows and run executions unsigned. Give --credentials PATH "
+            "(FLOW_ROUTER_CREDENTIALS), listen on 127.0.0.1, or pass --insecure "
+            "(FLOW_ROUTER_INSECURE=1) if something in front of the gateway authenticates"
+        )
+    if credentials is None and not is_loopback(host):
+        logging.getLogger("flow_router").warning(
+            "--insecure: serving unsigned requests on %s, reachable from other machines", host
+        )
 
 
 def config_from_args(args: argparse.Namespace) -> Config:
@@ -131,6 +295,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     max_routes = args.max_routes if args.n_way else CLOUDFLOW_MAX_ROUTES
     if args.cache_check_interval <= 0:
         raise ValueError("--cache-check-interval must be positive")
+    credentials = load_credentials(args.credentials) if args.credentials else None
+    check_exposure(args.host, credentials, args.insecure)
     return Config(
         host=args.host,
         port=args.port,
@@ -144,7 +310,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
         settings=Settings(
             max_routes={Api.CLOUDFLOW: max_routes, Api.BEDROCK: 1},
             cache_check_interval_s=args.cache_check_interval,
+            **_quota_settings(args),
         ),
+        credentials=credentials,
+        insecure=args.insecure,
+        **_limit_settings(args),
     )
 
 

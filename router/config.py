@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from router import limits
+from router.breaker import VersionLimits
 from router.forward import Timeouts
 from router.service import Settings
 
@@ -18,11 +21,23 @@ class Config:
     upstream: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_idle_per_host: int = 256  # idle keep-alive connections kept per executor host
+    # in-flight limit and circuit breaker per (flow, version) (router/breaker)
+    version_limits: VersionLimits = field(default_factory=VersionLimits)
+    # what a client may send and how slowly (router/limits), and how long SIGTERM drains
+    max_body_bytes: int = limits.DEFAULT_MAX_BODY_BYTES
+    body_timeout_s: float = limits.DEFAULT_BODY_TIMEOUT_S
+    idle_timeout_s: float = limits.DEFAULT_IDLE_TIMEOUT_S
+    drain_timeout_s: float = 30.0
     settings: Settings = field(default_factory=Settings)
     region: str = "us-east-1"
     account_id: str = "123456789012"
     idempotency_ttl_s: int = 8 * 3600  # how long a Bedrock clientToken is remembered
+    rate_limit: float | None = None  # requests/s per access key (needs credentials)
+    rate_burst: int = 0  # bucket size; 0: one second's worth of rate_limit
     random_seed: int | None = None  # seed of the version choice (tests); None: from the OS
+    # access key id -> secret (router/auth); None: requests are not authenticated.
+    credentials: Mapping[str, str] | None = field(default=None, repr=False)
+    insecure: bool = False  # serve unauthenticated on a non-loopback address anyway
 
     def upstream_template(self) -> str:
         if self.upstream is not None:

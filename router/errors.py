@@ -42,8 +42,20 @@ class InvalidToken(InvalidArgument):
         super().__init__("the pagination token is not valid")
 
 
+class MethodNotAllowed(InvalidArgument):
+    """The HTTP method is not one the API uses on that path."""
+
+
 class UnknownAction(InvalidArgument):
     """The request names an operation this gateway does not serve."""
+
+
+class BodyTooLarge(InvalidArgument):
+    """The request body is larger than ``--max-body-bytes`` (router/limits)."""
+
+
+class BodyTimeout(InvalidArgument):
+    """The request body did not arrive within ``--body-timeout`` (router/limits)."""
 
 
 # -- resource state ----------------------------------------------------------
@@ -109,6 +121,48 @@ class QuotaExceeded(RouterError):
     """A configured limit on the number of resources has been reached."""
 
 
+class Throttled(RouterError):
+    """The caller is over its request rate; it may retry after ``retry_after_s``."""
+
+    def __init__(self, message: str, retry_after_s: float) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s
+
+
+# -- authentication (router/auth) ---------------------------------------------
+
+
+class AuthenticationFailed(RouterError):
+    """The request is not signed by a known key: each subclass names the check that
+    failed, so CloudFlow can answer its own Code; Bedrock answers them all alike."""
+
+
+class MissingSignature(AuthenticationFailed):
+    """Credentials are configured and the request carries no signature at all."""
+
+
+class IncompleteSignature(AuthenticationFailed):
+    """A signature is present but malformed, or lacks a part it must carry."""
+
+
+class UnknownAccessKey(AuthenticationFailed):
+    def __init__(self, access_key_id: str) -> None:
+        super().__init__(f"access key {access_key_id!r} is not known")
+        self.access_key_id = access_key_id
+
+
+class SignatureMismatch(AuthenticationFailed):
+    """The signature is not the one the key's secret gives for this request."""
+
+
+class RequestExpired(AuthenticationFailed):
+    """The signed timestamp is outside the accepted window around the server's clock."""
+
+
+class NonceUsed(AuthenticationFailed):
+    """The signature nonce was already used: a replayed request."""
+
+
 # -- dependencies ------------------------------------------------------------
 
 
@@ -130,3 +184,13 @@ class ExecutorTimeout(ExecutorError):
 
 class ExecutorUnreachable(ExecutorError):
     pass
+
+
+class ExecutorOverloaded(ExecutorTimeout):
+    """The version had ``--max-inflight-per-version`` executions in flight until the
+    deadline: nothing was sent to its executor (router/breaker)."""
+
+
+class CircuitOpen(ExecutorUnreachable):
+    """The version's circuit is open after consecutive failures: nothing was sent to
+    its executor (router/breaker)."""

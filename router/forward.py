@@ -8,12 +8,16 @@ execution is described with ``GET <that URL>/<execution name>``.
 
 Every failure becomes an :class:`~router.errors.ExecutorError` subclass that
 names the version, so a dialect can answer with a typed error and the caller
-can see which version failed. The gateway never retries an execution. The
-HTTP client itself is :mod:`router.http1`.
+can see which version failed, within ``--timeout`` of the execution's arrival
+(waiting for a slot included). The gateway never retries an execution: one
+that fails is reported, never sent again. Each (flow, version) has its own
+in-flight limit and circuit breaker (:mod:`router.breaker`). The HTTP client
+itself is :mod:`router.http1`.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -21,8 +25,10 @@ from urllib.parse import quote
 
 import orjson
 
+from router.breaker import VersionGuards, VersionLimits
 from router.errors import ExecutionNotFound, ExecutorError, ExecutorTimeout, ExecutorUnreachable
 from router.http1 import Client, ConnectError, UpstreamError
+from router.metrics import Metrics
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,9 +74,13 @@ def _reply(raw: bytes, version: str) -> ExecutorReply:
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
-        raise ExecutorError("executor answered with a body that is not JSON", version) from None
+        raise ExecutorError(
+            f"executor of version {version} answered with a body that is not JSON", version
+        ) from None
     if not isinstance(body, dict):
-        raise ExecutorError("executor answered with JSON that is not an object", version)
+        raise ExecutorError(
+            f"executor of version {version} answered with JSON that is not an object", version
+        )
     status = body.get("status", "Succeeded")
     return ExecutorReply(str(status), body.get("output"), body)
 
@@ -78,10 +88,17 @@ def _reply(raw: bytes, version: str) -> ExecutorReply:
 class Forwarder:
     """Owns the pooled executor client; created and closed by the app."""
 
-    def __init__(self, timeouts: Timeouts, max_idle_per_host: int = 256) -> None:
+    def __init__(
+        self,
+        timeouts: Timeouts,
+        max_idle_per_host: int = 256,
+        limits: VersionLimits | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
         self.timeouts = timeouts
         self._max_idle = max_idle_per_host
         self._client: Client | None = None
+        self.guards = VersionGuards(limits or VersionLimits(), metrics)
 
     async def start(self) -> None:
         self._client = Client(
@@ -102,10 +119,33 @@ class Forwarder:
         return self._client
 
     async def execute(self, url: str, payload: Mapping[str, Any], version: str) -> ExecutorReply:
-        status, raw = await self._call("POST", url, version, orjson.dumps(payload))
-        if status >= 300:
-            raise ExecutorError(f"executor of version {version} answered HTTP {status}", version)
-        return _reply(raw, version)
+        """Send one execution (``payload`` as the executor protocol describes it) once."""
+        body = orjson.dumps(payload)
+        now = asyncio.get_running_loop().time()
+        deadline = now + self.timeouts.total_s
+        guards = self.guards
+        guard = guards.guard(str(payload.get("flowId", "")), str(payload.get("flow", "")), version)
+        probe = guards.try_enter(guard, now)
+        if probe is None:
+            probe = await guards.wait(guard, deadline)
+        healthy: bool | None = None  # stays None if cancelled: says nothing about the executor
+        try:
+            try:
+                status, raw = await self._call("POST", url, version, body, deadline)
+            except ExecutorError:
+                healthy = False
+                raise
+            if status >= 300:
+                healthy = 400 <= status < 500  # up, but refused this one
+                raise ExecutorError(
+                    f"executor of version {version} answered HTTP {status}", version
+                )
+            healthy = False
+            reply = _reply(raw, version)
+            healthy = True
+            return reply
+        finally:
+            guards.leave(guard, probe, healthy)
 
     async def describe(self, url: str, execution: str, version: str) -> ExecutorReply:
         status, raw = await self._call("GET", f"{url}/{quote(execution, safe='')}", version)
@@ -116,10 +156,10 @@ class Forwarder:
         return _reply(raw, version)
 
     async def _call(
-        self, method: str, url: str, version: str, body: bytes = b""
+        self, method: str, url: str, version: str, body: bytes = b"", deadline: float | None = None
     ) -> tuple[int, bytes]:
         try:
-            return await self.client.request(method, url, body)
+            return await self.client.request(method, url, body, deadline=deadline)
         except TimeoutError:
             raise ExecutorTimeout(
                 f"executor of version {version} did not answer within {self.timeouts.total_s:g}s",

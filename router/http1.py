@@ -12,9 +12,17 @@ What it does:
   to the pool only after a complete response that allows keep-alive;
 * responses are parsed by httptools (llhttp, the parser of Node.js): chunked
   bodies, Content-Length, ``Connection: close`` and read-until-close bodies;
-* an idle connection the peer has closed is noticed (its ``connection_lost``
-  runs) and never reused;
-* a total deadline per request covers connect, send and the whole response.
+* an idle connection the peer has closed is never reused: its
+  ``connection_lost`` or ``eof_received`` has run, or, checked right before
+  reuse, its socket is readable (a FIN or stray bytes arrived while it was idle
+  and the event loop has not processed them yet; urllib3 does the same check);
+* a total deadline per request covers connect, send and the whole response
+  (the caller may pass its own deadline, e.g. one that started earlier);
+* a response body larger than ``max_response_bytes`` is an error, so a broken
+  executor cannot make the gateway buffer without bound;
+* idle connections are kept per (scheme, host, port) only; nothing is shared
+  between requests in flight, so a slow peer ties up its own connections (the
+  caller bounds how many: see :mod:`router.breaker`), never a common pool.
 
 What it never does: retry. A request that failed after it may have reached
 the executor is reported, not sent again, because an execution must not run
@@ -25,6 +33,7 @@ have been sent at all: the pooled connection was already closed.)
 from __future__ import annotations
 
 import asyncio
+import select
 import ssl as ssl_module
 from collections import deque
 from urllib.parse import urlsplit
@@ -67,12 +76,18 @@ class _Target:
         self.head = f" {path} HTTP/1.1\r\nHost: {host_header}\r\n".encode("latin-1")
 
 
+DEFAULT_MAX_RESPONSE_BYTES = 64 * 1024**2
+
+
 class _Connection(asyncio.Protocol):
     """One keep-alive connection; at most one request in flight."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_body: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
         self.transport: asyncio.Transport | None = None
         self.closed = False
+        self._poll: select.poll | None = None  # the socket, for the check before reuse
+        self._max_body = max_body
+        self._body_size = 0
         self._parser = httptools.HttpResponseParser(self)
         self._waiter: asyncio.Future[tuple[int, bytes]] | None = None
         self._body: list[bytes] = []
@@ -80,20 +95,34 @@ class _Connection(asyncio.Protocol):
         self._headers_done = False
         self._delimited = False  # Content-Length or chunked: the parser finds the end
         self._keep_alive = True
+        self._answered = False  # a response to the request in flight has begun
 
     # asyncio.Protocol ---------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None and self._poll is None:
+            # poll, not select: select fails on descriptors above 1023.
+            self._poll = select.poll()
+            self._poll.register(sock.fileno(), select.POLLIN | select.POLLPRI)
 
     def data_received(self, data: bytes) -> None:
+        if self._waiter is None or self._waiter.done():
+            self.close()  # bytes nobody asked for: never reuse this connection
+            return
         try:
             self._parser.feed_data(data)
         except httptools.HttpParserUpgrade:
             self._fail(UpstreamError("upstream tried to upgrade the connection", sent=True))
         except httptools.HttpParserError as e:
-            self._fail(UpstreamError(f"malformed response from upstream: {e}", sent=True))
+            if self._body_size > self._max_body:
+                message = f"upstream response body exceeds {self._max_body} bytes"
+            else:
+                message = f"malformed response from upstream: {e}"
+            self._fail(UpstreamError(message, sent=True))
 
     def eof_received(self) -> bool:
+        self.closed = True  # connection_lost follows on a later loop turn
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -121,10 +150,24 @@ class _Connection(asyncio.Protocol):
         self._status = self._parser.get_status_code()
 
     def on_body(self, body: bytes) -> None:
+        self._body_size += len(body)
+        if self._body_size > self._max_body:
+            raise httptools.HttpParserError("too large")  # data_received says why
         self._body.append(body)
 
+    def on_message_begin(self) -> None:
+        if self._answered:
+            # A second response to one request (bytes left over in the same read):
+            # whatever they are, this connection's framing can no longer be trusted.
+            self._keep_alive = False
+        self._answered = True
+
     def on_message_complete(self) -> None:
-        self._keep_alive = self._parser.should_keep_alive()
+        if 100 <= self._status < 200:  # informational (103 Early Hints): the answer follows
+            self._answered = self._headers_done = False
+            self._body, self._body_size = [], 0
+            return
+        self._keep_alive = self._keep_alive and self._parser.should_keep_alive()
         self._finish()
 
     # ------------------------------------------------------------------------------------
@@ -148,16 +191,35 @@ class _Connection(asyncio.Protocol):
     def send(self, data: bytes, waiter: asyncio.Future[tuple[int, bytes]]) -> None:
         self._waiter = waiter
         self._body = []
+        self._body_size = 0
         self._status = 0
         self._headers_done = False
         self._delimited = False
         self._keep_alive = True
+        self._answered = False
         assert self.transport is not None
         self.transport.write(data)
 
     @property
     def reusable(self) -> bool:
         return self._keep_alive and not self.closed
+
+    def dropped_while_idle(self) -> bool:
+        """The peer closed (or sent stray bytes) while idle, unseen by the loop so far.
+
+        An idle connection must not be readable: anything there is a FIN or
+        garbage. One ``poll`` with a zero timeout costs about a microsecond, and
+        spares sending an execution into a connection that is already closing,
+        which would fail it (and must not be retried).
+        """
+        if self.closed:
+            return True
+        if self._poll is None:
+            return False
+        try:
+            return bool(self._poll.poll(0))
+        except OSError:
+            return True
 
 
 def _expire(waiter: asyncio.Future[tuple[int, bytes]]) -> None:
@@ -175,10 +237,12 @@ class Client:
         total_timeout: float,
         max_idle_per_host: int = 256,
         ssl_context: ssl_module.SSLContext | None = None,
+        max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
         self.connect_timeout = connect_timeout
         self.total_timeout = total_timeout
         self._max_idle = max_idle_per_host
+        self._max_response = max_response_bytes
         self._idle: dict[tuple[bool, str, int], deque[_Connection]] = {}
         self._targets: dict[str, _Target] = {}
         self._ssl = ssl_context
@@ -194,9 +258,17 @@ class Client:
         return target
 
     async def request(
-        self, method: str, url: str, body: bytes = b"", content_type: str = "application/json"
+        self,
+        method: str,
+        url: str,
+        body: bytes = b"",
+        content_type: str = "application/json",
+        deadline: float | None = None,
     ) -> tuple[int, bytes]:
-        """Send one request; return (status, body). Raises UpstreamError or TimeoutError."""
+        """Send one request; return (status, body). Raises UpstreamError or TimeoutError.
+
+        ``deadline`` (event-loop time) replaces ``now + total_timeout``.
+        """
         target = self._target(url)
         head = method.encode("latin-1") + target.head
         if body or method in ("POST", "PUT", "PATCH"):
@@ -205,7 +277,8 @@ class Client:
             )
         data = head + b"\r\n" + body
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + self.total_timeout
+        if deadline is None:
+            deadline = loop.time() + self.total_timeout
         conn = await self._acquire(target, loop, deadline)
         waiter: asyncio.Future[tuple[int, bytes]] = loop.create_future()
         # A bare timer handle costs less than asyncio.timeout() on every request.
@@ -227,17 +300,23 @@ class Client:
         idle = self._idle.get(target.key)
         while idle:
             conn = idle.pop()
-            if not conn.closed:
+            if not conn.dropped_while_idle():
                 return conn
+            conn.close()
+        if loop.time() >= deadline:
+            raise TimeoutError()
+        connect_deadline = loop.time() + self.connect_timeout
         try:
-            async with asyncio.timeout_at(min(deadline, loop.time() + self.connect_timeout)):
+            async with asyncio.timeout_at(min(deadline, connect_deadline)):
                 transport, conn = await loop.create_connection(
-                    _Connection,
+                    self._protocol,
                     target.host,
                     target.port,
                     ssl=(self._ssl or ssl_module.create_default_context()) if target.ssl else None,
                 )
         except TimeoutError:
+            if deadline <= connect_deadline:
+                raise  # the request's own deadline, not the connect timeout
             raise ConnectError(
                 f"connecting to {target.host}:{target.port} timed out", sent=False
             ) from None
@@ -246,9 +325,13 @@ class Client:
                 f"cannot connect to {target.host}:{target.port}: {e.strerror or e}", sent=False
             ) from None
         # uvloop may call connection_made after create_connection returns.
-        conn.transport = transport
+        if conn.transport is None:
+            conn.connection_made(transport)
         self.connections_opened += 1
         return conn
+
+    def _protocol(self) -> _Connection:
+        return _Connection(self._max_response)
 
     def _release(self, target: _Target, conn: _Connection) -> None:
         if not conn.reusable or self._closed:

@@ -103,6 +103,22 @@ class Metrics:
             "Route-cache reloads and revision checks that failed (store unreachable).",
             registry=self.registry,
         )
+        self.circuit_open = Gauge(
+            "flow_router_circuit_open",
+            "1 while a version's circuit is open (executions fail fast, nothing is sent "
+            "to its executor), else 0; with several workers, 1 if any worker's is open.",
+            ["flow", "version"],
+            registry=self.registry,
+            multiprocess_mode="livemax",
+        )
+        self.executor_rejected = Counter(
+            "flow_router_executor_rejected",
+            "Executions answered with an error without calling the executor, by reason: "
+            "overloaded (--max-inflight-per-version reached until the deadline), "
+            "circuit_open (the version's circuit breaker).",
+            ["flow", "version", "reason"],
+            registry=self.registry,
+        )
         self._paths: dict[tuple[str, str, str], ExecutionMetrics] = {}
         self._weights: dict[tuple[str, str], set[str]] = {}
 

@@ -180,6 +180,30 @@ def validate_alias_name(name: str | None, api: Api, field_name: str = "name") ->
     return name
 
 
+MAX_JSON_DEPTH = 64  # orjson cannot encode documents nested deeper than 254
+
+
+def validate_json_depth(document: Any, field_name: str, limit: int = MAX_JSON_DEPTH) -> Any:
+    """Refuse JSON nested deeper than ``limit`` before anything is stored or sent.
+
+    A document the gateway accepted must also be one it can answer with and
+    forward; iterative, so a hostile document cannot exhaust the stack here.
+    """
+    stack: list[tuple[Any, int]] = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict):
+            children: Any = value.values()
+        elif isinstance(value, list):
+            children = value
+        else:
+            continue
+        if depth > limit:
+            raise InvalidArgument(f"{field_name} is nested deeper than {limit} levels", field_name)
+        stack.extend((child, depth + 1) for child in children)
+    return document
+
+
 def validate_description(
     text: str | None, api: Api, field_name: str = "description", *, allow_empty: bool = True
 ) -> str | None:
@@ -398,7 +422,7 @@ def bedrock_route_entries(
 def validate_max_results(value: str | None, field_name: str = "maxResults") -> int | None:
     if value is None or value == "":
         return None
-    if not value.isdigit() or not 1 <= int(value) <= MAX_RESULTS:
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_RESULTS:
         raise InvalidArgument(f"{field_name} must be between 1 and {MAX_RESULTS}", field_name)
     return int(value)
 

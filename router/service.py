@@ -16,7 +16,13 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from router import model
-from router.errors import ExecutorError, InvalidArgument, InvalidToken, VersionNotFound
+from router.errors import (
+    ExecutorError,
+    InvalidArgument,
+    InvalidToken,
+    Unavailable,
+    VersionNotFound,
+)
 from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
@@ -34,6 +40,11 @@ class Settings:
     execution_ttl_s: int = 7 * 24 * 3600
     max_page: int = 1000
     cache_check_interval_s: float = 2.0
+    # Quotas on what the store holds (None: no limit); enforced by the store,
+    # atomically with the create they limit.
+    max_flows: int | None = 1000
+    max_versions_per_flow: int | None = 100  # counts existing versions
+    max_aliases_per_flow: int | None = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +120,7 @@ class Gateway:
             created_at=at,
             updated_at=at,
         )
-        await self.store.create_flow(flow)
+        await self.store.create_flow(flow, max_flows=self.settings.max_flows)
         return flow
 
     async def flow(self, name: str | None, field_name: str = "FlowName") -> Flow:
@@ -139,7 +150,12 @@ class Gateway:
     # versions -----------------------------------------------------------------
     async def publish_version(self, api: Api, flow: Flow, description: str | None) -> FlowVersion:
         model.validate_description(description, api)
-        return await self.store.publish_version(flow.id, description or "", model.now_ms())
+        return await self.store.publish_version(
+            flow.id,
+            description or "",
+            model.now_ms(),
+            max_versions=self.settings.max_versions_per_flow,
+        )
 
     async def version(self, flow: Flow, version: str | int | None) -> FlowVersion:
         return await self.store.get_version(flow.id, model.parse_version(version))
@@ -185,7 +201,7 @@ class Gateway:
             updated_at=at,
             sticky_execution_name=sticky_execution_name,
         )
-        await self.store.create_alias(alias)
+        await self.store.create_alias(alias, max_aliases=self.settings.max_aliases_per_flow)
         await self._changed(flow)
         return alias
 
@@ -325,14 +341,18 @@ class Gateway:
         return Execution(flow, name, version, alias, started, model.now_ms(), input, reply)
 
     async def version_definition(self, flow: Flow, version: str) -> Any:
-        """The definition a version was published with (``None`` if it is gone)."""
-        if not version.isdigit():  # DRAFT: the flow itself
+        """The definition a version was published with (``None`` if it is gone).
+
+        Also ``None`` while the store is unreachable: this is read after the
+        execution has run, and an error now would make the caller retry it.
+        """
+        if not (version.isascii() and version.isdigit()):  # DRAFT: the flow itself
             return flow.definition
         key = (flow.id, version)
         if key not in self._definitions:
             try:
                 found = await self.store.get_version(flow.id, int(version))
-            except VersionNotFound:
+            except (VersionNotFound, Unavailable):
                 return None
             if len(self._definitions) >= 10_000:
                 self._definitions.clear()

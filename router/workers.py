@@ -3,8 +3,10 @@
 The supervisor (the process the user started) does not serve. It prepares the
 shared metrics directory, starts the workers with the ``spawn`` method (a
 fresh interpreter each, so nothing of the parent's event loop is inherited),
-restarts a worker that dies, and on SIGTERM/SIGINT passes the signal on and
-waits for the workers to drain (aiohttp's graceful shutdown).
+restarts a worker that dies, and on SIGTERM/SIGINT passes SIGTERM on and
+waits for the workers to drain (:func:`serve`: stop accepting, finish the
+requests in progress within ``--drain-timeout``, exit 0), killing any that is
+still there a few seconds after that.
 
 Each worker is a complete gateway with its own route cache; on Redis every
 worker follows the change feed, so they all route by the same configuration.
@@ -14,6 +16,7 @@ worker only.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import multiprocessing
 import multiprocessing.connection
@@ -32,7 +35,7 @@ from router.metrics import MULTIPROCESS_ENV
 log = logging.getLogger("flow_router.workers")
 
 _RESTART_BACKOFF_S = 1.0
-_DRAIN_GRACE_S = 30.0
+_EXIT_GRACE_S = 5.0  # beyond the drain timeout, for a worker's cleanup before it is killed
 
 
 def available_cores() -> int:
@@ -56,20 +59,54 @@ def _event_loop_factory() -> object | None:
 
 
 def run_worker(config: Config, *, reuse_port: bool, access_log: bool) -> None:
-    """Serve in this process until SIGTERM/SIGINT."""
+    """Serve in this process until SIGTERM/SIGINT, then drain and return."""
+    loop = _event_loop_factory() or asyncio.new_event_loop()
+    assert isinstance(loop, asyncio.AbstractEventLoop)
+    asyncio.set_event_loop(loop)
+    try:
+        loop.run_until_complete(serve(config, reuse_port=reuse_port, access_log=access_log))
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        asyncio.set_event_loop(None)
+        loop.close()
+
+
+async def serve(config: Config, *, reuse_port: bool, access_log: bool) -> None:
+    """Listen until SIGTERM/SIGINT; then stop accepting and drain.
+
+    Draining, in order: the listening socket closes (new connections are
+    refused); idle keep-alive connections close; requests in progress run to
+    completion, for at most ``config.drain_timeout_s``, and their answers go
+    out; whatever is still running then is cancelled (its client sees the
+    connection close). Only then does the app's cleanup close the executor
+    client and the store, so a draining execution still has both.
+    """
     from router.app import make_app
 
-    loop = _event_loop_factory()
-    web.run_app(
+    runner = web.AppRunner(
         make_app(config),
-        host=config.host,
-        port=config.port,
-        reuse_port=reuse_port,
+        handle_signals=False,  # ours below: drain, then return normally (exit status 0)
         access_log=logging.getLogger("aiohttp.access") if access_log else None,
-        print=None,
-        loop=loop,  # type: ignore[arg-type]
-        shutdown_timeout=_DRAIN_GRACE_S,
+        keepalive_timeout=config.idle_timeout_s,  # also bounds reading a request head
+        shutdown_timeout=config.drain_timeout_s,
     )
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    try:
+        site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port)
+        await site.start()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+        log.info("stopping: no new connections; draining for up to %gs", config.drain_timeout_s)
+    finally:
+        started = loop.time()
+        await runner.cleanup()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(signum)
+    if stop.is_set():
+        log.info("drained in %.2fs", loop.time() - started)
 
 
 def _worker_main(config: Config, access_log: bool, log_level: str) -> None:
@@ -98,6 +135,7 @@ def supervise(config: Config, workers: int, *, access_log: bool, log_level: str)
     owned_dir = metrics_dir.startswith(tempfile.gettempdir())
     context = multiprocessing.get_context("spawn")
     stopping = False
+    give_up_at = 0.0  # once stopping: workers still running then are killed
 
     def start() -> multiprocessing.process.BaseProcess:
         process = context.Process(
@@ -107,7 +145,9 @@ def supervise(config: Config, workers: int, *, access_log: bool, log_level: str)
         return process
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
-        nonlocal stopping
+        nonlocal stopping, give_up_at
+        if not stopping:
+            give_up_at = time.monotonic() + config.drain_timeout_s + _EXIT_GRACE_S
         stopping = True
         for process in running.values():
             if process.pid is not None and process.is_alive():
@@ -126,6 +166,9 @@ def supervise(config: Config, workers: int, *, access_log: bool, log_level: str)
     exit_code = 0
     try:
         while running:
+            if stopping and time.monotonic() > give_up_at:
+                log.error("%d workers still running after the drain timeout: killed", len(running))
+                break
             ready = multiprocessing.connection.wait(list(running), timeout=1.0)
             for sentinel in ready:
                 assert isinstance(sentinel, int)

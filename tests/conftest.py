@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -23,12 +24,14 @@ from router.store.memory import MemoryStore
 # -- real redis-server and the store fixtures ------------------------------------
 #
 # ``redis_server`` starts one redis-server per session on a free 127.0.0.1
-# port (never the system Redis on 6379). ``store`` gives each test a fresh,
-# empty store of each kind in STORE_KINDS; ``store_backend`` opens more
-# handles, each with its own connections, on that same store's data.
+# port (never the system Redis on 6379); ``redis_sentinel`` a master and one
+# sentinel watching it; ``redis_cluster`` a 3-master cluster. ``store`` gives
+# each test a fresh, empty store of each kind in STORE_KINDS; ``store_backend``
+# opens more handles, each with its own connections, on that same store's data.
 
-STORE_KINDS = ("memory", "fakeredis", "redis")
+STORE_KINDS = ("memory", "fakeredis", "redis", "sentinel", "cluster")
 REQUIRE_REDIS_ENV = "FLOW_ROUTER_REQUIRE_REDIS"
+SENTINEL_SERVICE = "mymaster"
 
 
 def _free_port() -> int:
@@ -39,11 +42,16 @@ def _free_port() -> int:
 
 
 class RedisServer:
-    """A redis-server process on 127.0.0.1 that tests may stop and start again."""
+    """A redis-server process on 127.0.0.1 that tests may stop and start again.
 
-    def __init__(self, binary: str, directory: Path) -> None:
+    ``args`` come after the defaults and so override them (for example
+    ``--appendonly yes`` for a server whose data survives a restart).
+    """
+
+    def __init__(self, binary: str, directory: Path, args: tuple[str, ...] = ()) -> None:
         self.binary = binary
         self.directory = directory
+        self.args = args
         self.port = _free_port()
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -55,18 +63,18 @@ class RedisServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def command(self) -> list[str]:
+        return [
+            *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
+            *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
+            *self.args,
+        ]
+
     def start(self, timeout_s: float = 10.0) -> None:
         if self.running:
             return
         log = open(self.directory / "redis.log", "ab")  # noqa: SIM115 - owned by the process
-        self._process = subprocess.Popen(
-            [
-                *(self.binary, "--port", str(self.port), "--bind", "127.0.0.1"),
-                *("--save", "", "--appendonly", "no", "--dir", str(self.directory)),
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        self._process = subprocess.Popen(self.command(), stdout=log, stderr=subprocess.STDOUT)
         log.close()
         deadline = time.monotonic() + timeout_s
         client = redis.Redis(
@@ -75,8 +83,11 @@ class RedisServer:
         try:
             while True:
                 try:
-                    if client.ping():
+                    # Another process's server may answer on this port (it was
+                    # free when chosen): only our own process will do.
+                    if client.info("server")["process_id"] == self._process.pid:
                         return
+                    raise redis.exceptions.ConnectionError("another server has this port")
                 except redis.exceptions.ConnectionError:
                     if self._process.poll() is not None or time.monotonic() > deadline:
                         self.stop()
@@ -88,10 +99,20 @@ class RedisServer:
         finally:
             client.close()
 
+    def pause(self) -> None:
+        """Freeze the server (SIGSTOP): connections stay open, nothing answers."""
+        assert self._process is not None
+        self._process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self._process is not None
+        self._process.send_signal(signal.SIGCONT)
+
     def stop(self) -> None:
         process, self._process = self._process, None
         if process is None:
             return
+        process.send_signal(signal.SIGCONT)  # a paused server cannot handle SIGTERM
         process.terminate()
         try:
             process.wait(10)
@@ -100,24 +121,149 @@ class RedisServer:
             process.wait()
 
 
-@pytest.fixture(scope="session")
-def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+class SentinelProcess(RedisServer):
+    """``redis-server --sentinel`` watching ``master`` as SENTINEL_SERVICE."""
+
+    def __init__(self, binary: str, directory: Path, master: RedisServer) -> None:
+        super().__init__(binary, directory)
+        self.master = master
+
+    def command(self) -> list[str]:
+        # Sentinel rewrites its configuration file, so each start writes it anew.
+        config = self.directory / "sentinel.conf"
+        config.write_text(
+            f"port {self.port}\nbind 127.0.0.1\ndir {self.directory}\n"
+            f"sentinel monitor {SENTINEL_SERVICE} 127.0.0.1 {self.master.port} 1\n"
+            f"sentinel down-after-milliseconds {SENTINEL_SERVICE} 1000\n"
+            f"sentinel failover-timeout {SENTINEL_SERVICE} 5000\n"
+        )
+        return [self.binary, str(config), "--sentinel"]
+
+
+@dataclass
+class RedisSentinel:
+    master: RedisServer
+    sentinel: SentinelProcess
+
+    @property
+    def url(self) -> str:
+        return f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{SENTINEL_SERVICE}/0"
+
+
+@dataclass
+class RedisClusterNodes:
+    """Three masters on 127.0.0.1 sharing the 16384 slots, no replicas."""
+
+    nodes: list[RedisServer]
+
+    @property
+    def url(self) -> str:
+        return "redis+cluster://" + ",".join(f"127.0.0.1:{n.port}" for n in self.nodes)
+
+
+def redis_binary() -> str:
+    """redis-server's path, or skip (fail when FLOW_ROUTER_REQUIRE_REDIS is set)."""
     binary = shutil.which("redis-server")
     if binary is None:
         if os.environ.get(REQUIRE_REDIS_ENV):
             pytest.fail(f"redis-server not installed, and {REQUIRE_REDIS_ENV} is set")
         pytest.skip("redis-server not installed: real-Redis tests skipped")
-    server = RedisServer(binary, tmp_path_factory.mktemp("redis"))
+    return binary
+
+
+def start_on_free_port(server: RedisServer) -> None:
     for _ in range(3):  # the free port may be taken before redis-server binds it
         try:
             server.start()
-            break
+            return
         except RuntimeError:
             server.port = _free_port()
-    else:
-        server.start()
+    server.start()
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(redis_binary(), tmp_path_factory.mktemp("redis"))
+    start_on_free_port(server)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinel]:
+    binary = redis_binary()
+    master = RedisServer(binary, tmp_path_factory.mktemp("sentinel-master"))
+    start_on_free_port(master)
+    sentinel = SentinelProcess(binary, tmp_path_factory.mktemp("sentinel"), master)
+    try:
+        start_on_free_port(sentinel)
+        client = redis.Redis(port=sentinel.port, socket_timeout=1)
+        try:
+            _wait_for(
+                lambda: client.execute_command(
+                    "SENTINEL GET-MASTER-ADDR-BY-NAME", SENTINEL_SERVICE
+                ),
+                "sentinel to know its master",
+            )
+        finally:
+            client.close()
+        yield RedisSentinel(master, sentinel)
+    finally:
+        sentinel.stop()
+        master.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterNodes]:
+    binary = redis_binary()
+    cli = shutil.which("redis-cli")
+    if cli is None:
+        pytest.skip("redis-cli not installed: the cluster tests need it to create the cluster")
+    nodes = []
+    for i in range(3):
+        directory = tmp_path_factory.mktemp(f"cluster{i}")
+        # The bus port is given explicitly: the default (port + 10000) may not exist.
+        args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+        args += ("--cluster-port", str(_free_port()), "--cluster-node-timeout", "2000")
+        nodes.append(RedisServer(binary, directory, args))
+    try:
+        for node in nodes:
+            start_on_free_port(node)
+        subprocess.run(
+            [
+                *(cli, "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes)),
+                *("--cluster-replicas", "0", "--cluster-yes"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=30,
+        )
+        for node in nodes:
+            client = redis.Redis(port=node.port, socket_timeout=1)
+            try:
+                _wait_for(
+                    lambda c=client: c.cluster("INFO").get("cluster_state") == "ok",
+                    f"cluster node {node.port} to be ok",
+                )
+            finally:
+                client.close()
+        yield RedisClusterNodes(nodes)
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def _wait_for(condition: Callable[[], object], what: str, timeout_s: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if condition():
+                return
+        except redis.exceptions.RedisError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out waiting for {what}")
+        time.sleep(0.05)
 
 
 @dataclass
@@ -158,8 +304,13 @@ def make_backend(kind: str, request: pytest.FixtureRequest) -> StoreBackend:
         return StoreBackend(
             kind, prefix, lambda: RedisStore(fakeredis.FakeAsyncRedis(server=server), prefix)
         )
-    if kind == "redis":
-        url = request.getfixturevalue("redis_server").url
+    if kind in ("redis", "sentinel", "cluster"):
+        fixture = {
+            "redis": "redis_server",
+            "sentinel": "redis_sentinel",
+            "cluster": "redis_cluster",
+        }
+        url = request.getfixturevalue(fixture[kind]).url
         return StoreBackend(kind, prefix, lambda: RedisStore.from_url(url, prefix))
     raise ValueError(f"unknown store kind {kind!r}")
 

@@ -9,6 +9,7 @@ RequestId}`` through :data:`ERRORS`, the one table for this dialect.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,8 +18,10 @@ from urllib.parse import parse_qsl
 import orjson
 from aiohttp import web
 
-from router import errors
+from router import errors, model
+from router.auth import VERIFIER
 from router.dialects.common import iso8601, lookup_error, request_id
+from router.limits import read_body
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
 from router.service import Execution, Gateway
@@ -35,6 +38,7 @@ STICKY = "StickyExecutionName"
 ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
     errors.MissingParameter: (400, "MissingRequiredParams"),
     errors.UnknownAction: (400, "InvalidAction.NotFound"),
+    errors.MethodNotAllowed: (405, "MethodNotAllowed"),
     errors.InvalidArgument: (400, "InvalidArgument"),
     errors.FlowNotFound: (404, "FlowNotExists"),
     errors.VersionNotFound: (404, "FlowVersionNotExists"),
@@ -48,6 +52,15 @@ ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
     errors.ResourceInUse: (409, "ResourceInUse"),
     errors.Conflict: (409, "Conflict"),
     errors.QuotaExceeded: (400, "QuotaExceeded"),
+    errors.Throttled: (429, "Throttling"),
+    # authentication (router/auth): every failure is a 403
+    errors.MissingSignature: (403, "MissingSignature"),
+    errors.IncompleteSignature: (403, "IncompleteSignature"),
+    errors.UnknownAccessKey: (403, "InvalidAccessKeyId.NotFound"),
+    errors.SignatureMismatch: (403, "SignatureDoesNotMatch"),
+    errors.RequestExpired: (403, "InvalidTimeStamp.Expired"),
+    errors.NonceUsed: (403, "SignatureNonceUsed"),
+    errors.AuthenticationFailed: (403, "IncompleteSignature"),
     errors.Unavailable: (503, "ServiceUnavailable"),
     errors.ExecutorTimeout: (504, "ExecutorTimeout"),
     errors.ExecutorUnreachable: (502, "ExecutorUnavailable"),
@@ -97,9 +110,10 @@ class Call:
         if value is None:
             return None
         try:
-            return orjson.loads(value)
+            document = orjson.loads(value)
         except orjson.JSONDecodeError:
             raise errors.InvalidArgument(f"{name} must be valid JSON", name) from None
+        return model.validate_json_depth(document, name)
 
     async def flow(self, name: str = "FlowName") -> Flow:
         return await self.gateway.flow(self.required(name), name)
@@ -309,7 +323,7 @@ async def start_execution(call: Call) -> dict[str, Any]:
     qualifier = call.get("Qualifier")
     document = call.json("Input")  # JSON text; the executor gets the parsed document
     name = call.get("ExecutionName")
-    if qualifier is None or qualifier.isdigit():
+    if qualifier is None or (qualifier.isascii() and qualifier.isdigit()):
         execution = await gateway.start_execution(
             flow, version=qualifier, name=name, input=document
         )
@@ -360,7 +374,7 @@ async def read_params(request: web.Request) -> dict[str, str]:
     """Query and form body merged; the form wins on a clash (WIRE.md 2.1)."""
     params = dict(request.query)
     if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
-        raw = await request.read()
+        raw = await read_body(request)  # bounded in size and time (router/limits)
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
@@ -372,7 +386,10 @@ async def read_params(request: web.Request) -> dict[str, str]:
 def error_response(error: errors.RouterError, rid: str) -> web.Response:
     status, code = lookup_error(ERRORS, error)
     body = {"Code": code, "Message": error.message, "RequestId": rid}
-    return web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+    response = web.Response(status=status, body=orjson.dumps(body), content_type="application/json")
+    if isinstance(error, errors.Throttled):  # the SDK raises ThrottlingException on it
+        response.headers["x-acs-retry-after"] = str(max(1, math.ceil(error.retry_after_s)))
+    return response
 
 
 def add_routes(app: web.Application, gateway_key: web.AppKey[Gateway], metrics: Metrics) -> None:
@@ -382,31 +399,34 @@ def add_routes(app: web.Application, gateway_key: web.AppKey[Gateway], metrics: 
         handler = ACTIONS.get(action)
         label = action if handler is not None else "unknown"
         try:
+            if request.method not in ("GET", "POST"):
+                raise errors.MethodNotAllowed(f"{request.method} is not supported; use GET or POST")
             if handler is None:
                 if not action:
                     raise errors.MissingParameter("Action")
                 raise errors.UnknownAction(f"action {action!r} is not supported", "Action")
+            params = await read_params(request)
+            if (verifier := request.app.get(VERIFIER)) is not None:
+                await verifier.cloudflow(request, params, action)  # before anything is dispatched
             key = request.headers.get(ROUTING_KEY_HEADER)
             call = Call(
-                await read_params(request),
+                params,
                 request.app[gateway_key],
                 key.encode() if key else None,
             )
             body = await handler(call)
+            body["RequestId"] = rid
+            response = web.Response(
+                body=orjson.dumps(body), content_type="application/json", headers=call.headers
+            )
         except errors.RouterError as e:
             metrics.count_error(DIALECT, e)
             response = error_response(e, rid)
         except Exception:  # a bug: log it whole, answer without internals
             log.exception("unexpected error in %s (request %s)", action, rid)
             response = error_response(errors.RouterError("internal error"), rid)
-        else:
-            body["RequestId"] = rid
-            response = web.Response(
-                body=orjson.dumps(body), content_type="application/json", headers=call.headers
-            )
         response.headers["x-acs-request-id"] = rid
         metrics.api_requests.labels(DIALECT, label, str(response.status)).inc()
         return response
 
-    app.router.add_route("GET", "/", handle)
-    app.router.add_route("POST", "/", handle)
+    app.router.add_route("*", "/", handle)  # other methods: our envelope, not aiohttp's 405

@@ -7,12 +7,20 @@ from router.store.memory import MemoryStore
 
 __all__ = ["MemoryStore", "Page", "Store", "open_store"]
 
+# The URL schemes router.store.redis_client understands (kept here so that a
+# memory-only gateway does not import redis-py).
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "redis+cluster://")
+
 
 async def open_store(url: str, prefix: str = "fr") -> Store:
     if url in ("", "memory://", "memory"):
         return MemoryStore()
-    if url.startswith(("redis://", "rediss://", "unix://")):
+    if url.startswith(REDIS_SCHEMES):
         from router.store.redis import RedisStore
 
         return RedisStore.from_url(url, prefix)
-    raise ValueError(f"unsupported store URL {url!r}: use memory:// or redis://host:port/db")
+    raise ValueError(
+        f"unsupported store URL {url!r}: use memory://, redis://host:port/db, "
+        "redis+sentinel://host:port[,host:port]/service[/db] or "
+        "redis+cluster://host:port[,host:port]"
+    )

@@ -10,6 +10,11 @@ Contract (tested identically against every implementation in
 * Lists are ordered (flows and aliases by name, versions by number) and paged
   with an opaque token: pass ``Page.next_token`` back to get the next page.
 * Alias writes bump ``Alias.revision`` so caches can tell stale from fresh.
+* Quotas (``max_flows``, ``max_versions``, ``max_aliases``; ``None`` means no
+  limit) are checked inside the same atomic write as the create they limit, so
+  concurrent creates never overshoot: at the limit the create raises
+  ``QuotaExceeded`` and writes nothing. A create that would also fail for
+  another reason (the name is taken, the flow is gone) raises that error.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Generic, Protocol, TypeVar
 
+from router.errors import QuotaExceeded
 from router.model import Alias, AliasUpdate, Flow, FlowUpdate, FlowVersion
 
 T = TypeVar("T")
@@ -59,7 +65,7 @@ class IdempotencyRecord:
 
 class Store(Protocol):
     # flows ------------------------------------------------------------------
-    async def create_flow(self, flow: Flow) -> None: ...
+    async def create_flow(self, flow: Flow, *, max_flows: int | None = None) -> None: ...
     async def get_flow(self, name: str) -> Flow: ...
     async def get_flow_by_id(self, flow_id: str) -> Flow: ...
     async def list_flows(self, limit: int, token: str | None = None) -> Page[Flow]: ...
@@ -72,8 +78,14 @@ class Store(Protocol):
         ...
 
     # versions ---------------------------------------------------------------
-    async def publish_version(self, flow_id: str, description: str, at: int) -> FlowVersion:
-        """Snapshot the flow's current definition as the next version number."""
+    async def publish_version(
+        self, flow_id: str, description: str, at: int, *, max_versions: int | None = None
+    ) -> FlowVersion:
+        """Snapshot the flow's current definition as the next version number.
+
+        ``max_versions`` counts the versions that exist now: numbers are never
+        reused, but deleting a version makes room for another.
+        """
         ...
 
     async def get_version(self, flow_id: str, version: int) -> FlowVersion: ...
@@ -86,7 +98,7 @@ class Store(Protocol):
         ...
 
     # aliases ------------------------------------------------------------------
-    async def create_alias(self, alias: Alias) -> None:
+    async def create_alias(self, alias: Alias, *, max_aliases: int | None = None) -> None:
         """Raises ``AliasAlreadyExists`` or ``VersionNotFound`` for a missing route."""
         ...
 
@@ -121,6 +133,14 @@ class Store(Protocol):
         """Store ``record`` unless the token is taken; return whichever is stored."""
         ...
 
+    # rate limits ----------------------------------------------------------------
+    async def take_token(self, bucket: str, rate: float, burst: int) -> float:
+        """Take one token from a bucket refilled at ``rate``/s up to ``burst``.
+
+        Returns 0 when taken, else the seconds until a token is available.
+        """
+        ...
+
     # route caches ---------------------------------------------------------------
     async def snapshot(self, flow_ref: str, *, by_id: bool) -> FlowSnapshot:
         """The flow (by name, or by id) with all its aliases, at one revision."""
@@ -152,3 +172,19 @@ def routes_missing(alias_versions: Iterable[int], existing: Container[int]) -> i
         if v not in existing:
             return v
     return None
+
+
+# What each quota limits, for the message of its ``QuotaExceeded``.
+QUOTAS = {
+    "max-flows": "flows",
+    "max-versions-per-flow": "versions per flow",
+    "max-aliases-per-flow": "aliases per flow",
+}
+
+
+def quota_exceeded(quota: str, limit: int | str) -> QuotaExceeded:
+    """The error for a create refused by ``quota`` (named as its ``--`` option)."""
+    return QuotaExceeded(
+        f"quota exceeded: at most {limit} {QUOTAS[quota]} are allowed "
+        f"(the {quota} quota of this gateway)"
+    )

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
+from router import ratelimit
 from router.errors import (
     AliasAlreadyExists,
     AliasNotFound,
@@ -30,10 +31,12 @@ from router.store.base import (
     FlowSnapshot,
     IdempotencyRecord,
     Page,
+    quota_exceeded,
     routes_missing,
 )
 
 T = TypeVar("T")
+PRUNE_EVERY = 4096  # expiring writes between sweeps of expired tokens and executions
 K = TypeVar("K", str, int)
 
 
@@ -72,6 +75,8 @@ class MemoryStore:
         self._tokens: dict[tuple[str, str], tuple[IdempotencyRecord, float]] = {}
         self._clock = clock
         self._listeners: list[Callable[[str], None]] = []
+        self._buckets: dict[str, ratelimit.Bucket] = {}
+        self._expiring_writes = 0
 
     def _changed(self, state: _FlowState) -> None:
         """Bump the flow's revision and tell every route cache in this process."""
@@ -86,9 +91,11 @@ class MemoryStore:
             raise FlowNotFound(flow_id)
         return state
 
-    async def create_flow(self, flow: Flow) -> None:
+    async def create_flow(self, flow: Flow, *, max_flows: int | None = None) -> None:
         if flow.name in self._names:
             raise FlowAlreadyExists(flow.name)
+        if max_flows is not None and len(self._flows) >= max_flows:
+            raise quota_exceeded("max-flows", max_flows)
         self._names[flow.name] = flow.id
         self._flows[flow.id] = _FlowState(flow)
 
@@ -129,8 +136,12 @@ class MemoryStore:
         return state.flow
 
     # versions -------------------------------------------------------------------
-    async def publish_version(self, flow_id: str, description: str, at: int) -> FlowVersion:
+    async def publish_version(
+        self, flow_id: str, description: str, at: int, *, max_versions: int | None = None
+    ) -> FlowVersion:
         state = self._state(flow_id)
+        if max_versions is not None and len(state.versions) >= max_versions:
+            raise quota_exceeded("max-versions-per-flow", max_versions)
         version = FlowVersion(
             flow_id=flow_id,
             version=state.next_version,
@@ -170,10 +181,12 @@ class MemoryStore:
         del state.versions[version]
 
     # aliases --------------------------------------------------------------------
-    async def create_alias(self, alias: Alias) -> None:
+    async def create_alias(self, alias: Alias, *, max_aliases: int | None = None) -> None:
         state = self._state(alias.flow_id)
         if alias.name in state.aliases:
             raise AliasAlreadyExists(alias.name)
+        if max_aliases is not None and len(state.aliases) >= max_aliases:
+            raise quota_exceeded("max-aliases-per-flow", max_aliases)
         missing = routes_missing([r.version for r in alias.routes], state.versions.keys())
         if missing is not None:
             raise VersionNotFound(str(missing))
@@ -226,6 +239,7 @@ class MemoryStore:
         if existing is not None and existing[1] > now:
             raise ExecutionAlreadyExists(record.name)
         executions[record.name] = (record, now + ttl_s)
+        self._count_write()
 
     async def get_execution(self, flow_id: str, name: str) -> ExecutionRecord:
         found = self._state(flow_id).executions.get(name)
@@ -254,7 +268,18 @@ class MemoryStore:
         if existing is not None:
             return existing
         self._tokens[(scope, token)] = (record, self._clock() + ttl_s)
+        self._count_write()
         return record
+
+    def _count_write(self) -> None:
+        """Every so many expiring writes, forget what has expired (Redis does it by TTL)."""
+        self._expiring_writes += 1
+        if self._expiring_writes % PRUNE_EVERY:
+            return
+        now = self._clock()
+        self._tokens = {k: v for k, v in self._tokens.items() if v[1] > now}
+        for state in self._flows.values():
+            state.executions = {k: v for k, v in state.executions.items() if v[1] > now}
 
     # route caches ---------------------------------------------------------------
     async def snapshot(self, flow_ref: str, *, by_id: bool) -> FlowSnapshot:
@@ -277,6 +302,11 @@ class MemoryStore:
             self._listeners.remove(on_change)
 
     # lifecycle --------------------------------------------------------------------
+    async def take_token(self, bucket: str, rate: float, burst: int) -> float:
+        state, wait = ratelimit.take(self._buckets.get(bucket), self._clock(), rate, burst)
+        self._buckets[bucket] = state
+        return wait
+
     async def ping(self) -> None:
         return None
 

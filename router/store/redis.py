@@ -33,10 +33,28 @@ key                        type        content
                                        bumps a flow's revision
 =========================  ==========  ===========================================
 
-Redis Cluster: every key of one flow carries the flow's hash tag, so a flow
-lives on one slot and its scripts touch one slot. Flow create, rename and
-delete also touch the two global keys and so span two slots: for now the store
-is single-node only (Redis Cluster support is a later issue).
+Deployments (URL forms and timeouts: ``router.store.redis_client``):
+
+* One server, or Sentinel: exactly the layout above. Every key of one flow
+  carries the flow's hash tag.
+* Cluster: a script may only touch keys of one hash slot, and flow create,
+  rename and delete touch the global name index and a flow's keys at once.
+  Rather than split those writes into steps that readers would have to
+  tolerate half-done, the store puts *all* its keys in one slot: the prefix
+  itself becomes the hash tag (``{fr}:flow_names``, ``{fr}:{flow:<id>}:meta``;
+  Redis hashes only the first ``{…}`` of a key). Every script, quota check and
+  revision bump is then exactly as atomic as on one server. The trade-off: the
+  cluster gives flow-router failover (and room for other applications' data)
+  but does not shard flow-router's own keys, which all live on the one master
+  that owns the prefix's slot. That data set is small (flows, versions,
+  aliases, and named executions until their TTL), and routing reads none of it
+  on the hot path. The change feed uses plain PUBLISH, which a cluster
+  broadcasts to every node, so the subscriber may sit on any node.
+
+Failures: a command that cannot reach Redis within the client's timeouts raises
+``Unavailable``, which the dialects answer with a retryable error; no command is
+retried behind the caller's back (see ``router.store.redis_client``), and each
+write is one script, so a failed write has written nothing.
 """
 
 from __future__ import annotations
@@ -51,10 +69,17 @@ from typing import Any, ParamSpec, TypeVar
 import orjson
 import redis.asyncio
 from redis.asyncio.client import PubSub
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import AbstractConnection
 from redis.commands.core import AsyncScript
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    ReadOnlyError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import ReadOnlyError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from router.errors import (
@@ -73,7 +98,14 @@ from router.errors import (
 )
 from router.model import Alias, AliasUpdate, Flow, FlowUpdate, FlowVersion, Route
 from router.store import redis_scripts as lua
-from router.store.base import ExecutionRecord, FlowSnapshot, IdempotencyRecord, Page
+from router.store.base import (
+    ExecutionRecord,
+    FlowSnapshot,
+    IdempotencyRecord,
+    Page,
+    quota_exceeded,
+)
+from router.store.redis_client import Clients, connect, defaults
 
 log = logging.getLogger("flow_router.store")
 
@@ -82,11 +114,23 @@ R = TypeVar("R")
 
 _MAX_ATTEMPTS = 100  # optimistic retries of one read-modify-write
 # Failures that mean "Redis is not there (now)": the caller may retry later.
-_UNREACHABLE = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+# ReadOnlyError: a Sentinel master demoted under us; the cluster errors: a node
+# or the slot's master is down, or the client cannot reach any node to learn
+# the topology (RedisClusterException).
+_UNREACHABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    ClusterDownError,
+    MasterDownError,
+    TryAgainError,
+    RedisClusterException,
+    OSError,
+)
 
 
 def _reachable(fn: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Turn Redis connection failures into ``Unavailable``; redis-py has already retried."""
+    """Turn Redis connection failures into ``Unavailable``."""
 
     @functools.wraps(fn)
     async def call(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -195,6 +239,7 @@ _ERRORS: dict[bytes, Callable[..., RouterError]] = {
     b"ALIAS_EXISTS": AliasAlreadyExists,
     b"ALIAS_NOT_FOUND": AliasNotFound,
     b"EXECUTION_EXISTS": ExecutionAlreadyExists,
+    b"QUOTA_EXCEEDED": quota_exceeded,
 }
 
 
@@ -227,14 +272,29 @@ def _next_page(keys: Sequence[bytes], limit: int) -> str | None:
     return keys[limit].decode() if len(keys) > limit else None
 
 
+def _limit(value: int | None) -> int | str:
+    """A quota as a script argument: ``''`` for none."""
+    return "" if value is None else value
+
+
 class RedisStore:
-    def __init__(self, client: redis.asyncio.Redis, prefix: str = "fr") -> None:
-        self._client = client
+    def __init__(
+        self, client: redis.asyncio.Redis | RedisCluster | Clients, prefix: str = "fr"
+    ) -> None:
+        clients = client if isinstance(client, Clients) else Clients(client)
+        self._clients = clients
+        self._client = clients.client
+        if clients.cluster:
+            # One slot for everything (see the module docstring).
+            if "{" in prefix or "}" in prefix:
+                raise ValueError(f"key prefix {prefix!r}: no braces with Redis Cluster")
+            prefix = f"{{{prefix}}}"
         self.prefix = prefix
+        self._subscriptions = 0  # cluster: which node the next subscriber tries
         self._names = f"{prefix}:flow_names"
         self._index = f"{prefix}:flow_index"
         self._channel = f"{prefix}:changes"
-        script = client.register_script
+        script = self._client.register_script
         self._create_flow = script(lua.CREATE_FLOW)
         self._update_flow = script(lua.UPDATE_FLOW)
         self._delete_flow = script(lua.DELETE_FLOW)
@@ -246,17 +306,18 @@ class RedisStore:
         self._record_execution = script(lua.RECORD_EXECUTION)
         self._list_executions = script(lua.LIST_EXECUTIONS)
         self._put_token = script(lua.PUT_TOKEN)
+        self._take_token = script(lua.TAKE_TOKEN)
         self._page = script(lua.PAGE)
         self._latest_version = script(lua.LATEST_VERSION)
         self._alias_by_id = script(lua.ALIAS_BY_ID)
         self._snapshot = script(lua.SNAPSHOT)
+        self._flow_read = script(lua.FLOW_READ)
+        self._alias_at_revision = script(lua.ALIAS_AT_REVISION)
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "fr") -> RedisStore:
-        # Timeouts so a hung server fails requests instead of holding them;
-        # options in the URL (?socket_timeout=…) take precedence.
-        client = redis.asyncio.from_url(url, socket_connect_timeout=5.0, socket_timeout=10.0)
-        return cls(client, prefix)
+        """A store on a ``redis://``, ``redis+sentinel://`` or ``redis+cluster://`` URL."""
+        return cls(connect(url), prefix)
 
     def _keys(self, flow_id: str) -> _FlowKeys:
         return _FlowKeys(self.prefix, flow_id)
@@ -287,9 +348,10 @@ class RedisStore:
 
     # flows ----------------------------------------------------------------------
     @_reachable
-    async def create_flow(self, flow: Flow) -> None:
+    async def create_flow(self, flow: Flow, *, max_flows: int | None = None) -> None:
         keys = [self._names, self._index, self._keys(flow.id).meta]
-        await self._run(self._create_flow, keys, [flow.name, flow.id, encode_flow(flow)], flow.id)
+        args = [flow.name, flow.id, encode_flow(flow), _limit(max_flows)]
+        await self._run(self._create_flow, keys, args, flow.id)
 
     @_reachable
     async def get_flow(self, name: str) -> Flow:
@@ -347,23 +409,28 @@ class RedisStore:
 
     # versions -------------------------------------------------------------------
     @_reachable
-    async def publish_version(self, flow_id: str, description: str, at: int) -> FlowVersion:
+    async def publish_version(
+        self, flow_id: str, description: str, at: int, *, max_versions: int | None = None
+    ) -> FlowVersion:
         k = self._keys(flow_id)
         own = encode_version_fields(description, at)
         number, raw = await self._run(
-            self._publish_version, [k.meta, k.versions, k.vindex], [own], flow_id
+            self._publish_version,
+            [k.meta, k.versions, k.vindex],
+            [own, _limit(max_versions)],
+            flow_id,
         )
         return decode_version(flow_id, number, raw)
 
+    async def _read(self, flow_id: str, key: str, field: str | None = None) -> Any:
+        """One value of a flow (``None`` if missing); ``FlowNotFound`` if the flow is gone."""
+        args = ["get"] if field is None else ["hget", field]
+        (raw,) = await self._run(self._flow_read, [self._keys(flow_id).meta, key], args, flow_id)
+        return raw
+
     @_reachable
     async def get_version(self, flow_id: str, version: int) -> FlowVersion:
-        k = self._keys(flow_id)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.exists(k.meta)
-            pipe.hget(k.versions, str(version))
-            exists, raw = await pipe.execute()
-        if not exists:
-            raise FlowNotFound(flow_id)
+        raw = await self._read(flow_id, self._keys(flow_id).versions, str(version))
         if raw is None:
             raise VersionNotFound(str(version))
         return decode_version(flow_id, version, raw)
@@ -397,20 +464,15 @@ class RedisStore:
         return [k.meta, k.versions, k.aliases, k.alias_index, k.alias_ids]
 
     @_reachable
-    async def create_alias(self, alias: Alias) -> None:
+    async def create_alias(self, alias: Alias, *, max_aliases: int | None = None) -> None:
         args: list[Any] = [alias.name, alias.id, encode_alias(alias), alias.flow_id, self._channel]
+        args += [_limit(max_aliases)]
         args += [r.version for r in alias.routes]
         await self._run(self._create_alias, self._alias_keys(alias.flow_id), args, alias.flow_id)
 
     @_reachable
     async def get_alias(self, flow_id: str, name: str) -> Alias:
-        k = self._keys(flow_id)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.exists(k.meta)
-            pipe.hget(k.aliases, name)
-            exists, raw = await pipe.execute()
-        if not exists:
-            raise FlowNotFound(flow_id)
+        raw = await self._read(flow_id, self._keys(flow_id).aliases, name)
         if raw is None:
             raise AliasNotFound(name)
         return decode_alias(flow_id, raw)
@@ -434,12 +496,9 @@ class RedisStore:
     async def update_alias(self, flow_id: str, name: str, update: AliasUpdate, at: int) -> Alias:
         k = self._keys(flow_id)
         for _ in range(_MAX_ATTEMPTS):
-            async with self._client.pipeline(transaction=True) as pipe:
-                pipe.hget(k.meta, "rev")
-                pipe.hget(k.aliases, name)
-                rev, raw = await pipe.execute()
-            if rev is None:
-                raise FlowNotFound(flow_id)
+            rev, raw = await self._run(
+                self._alias_at_revision, [k.meta, k.aliases], [name], flow_id
+            )
             if raw is None:
                 raise AliasNotFound(name)
             new = update.apply(decode_alias(flow_id, raw), at)
@@ -474,13 +533,7 @@ class RedisStore:
 
     @_reachable
     async def get_execution(self, flow_id: str, name: str) -> ExecutionRecord:
-        k = self._keys(flow_id)
-        async with self._client.pipeline(transaction=True) as pipe:
-            pipe.exists(k.meta)
-            pipe.get(k.execution(name))
-            exists, raw = await pipe.execute()
-        if not exists:
-            raise FlowNotFound(flow_id)
+        raw = await self._read(flow_id, self._keys(flow_id).execution(name))
         if raw is None:
             raise ExecutionNotFound(name)
         return decode_execution(raw)
@@ -514,6 +567,12 @@ class RedisStore:
         stored = await self._put_token(keys=[key], args=[encode_token(record), ttl_s])
         return decode_token(stored) if stored is not None else record
 
+    @_reachable
+    async def take_token(self, bucket: str, rate: float, burst: int) -> float:
+        key = f"{self.prefix}:bucket:{bucket}"
+        wait = await self._take_token(keys=[key], args=[repr(rate), burst])
+        return float(wait)
+
     # route caches ---------------------------------------------------------------
     @_reachable
     async def snapshot(self, flow_ref: str, *, by_id: bool) -> FlowSnapshot:
@@ -546,9 +605,11 @@ class RedisStore:
         """
         backoff = 0.05
         while True:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)
+            pubsub: PubSub | None = None
+            node: redis.asyncio.Redis | None = None
             resync = _Resync(on_resync)
             try:
+                pubsub, node = await self._subscriber()
                 await pubsub.subscribe(self._channel)
                 _honour_cancellation()
                 if pubsub.connection is not None:
@@ -559,12 +620,34 @@ class RedisStore:
             except _UNREACHABLE as e:
                 log.warning("change feed lost (%s); resubscribing in %.2fs", e, backoff)
             finally:
-                if pubsub.connection is not None:
-                    pubsub.connection.deregister_connect_callback(resync.connected)
-                with contextlib.suppress(*_UNREACHABLE):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if pubsub is not None:
+                    if pubsub.connection is not None:
+                        pubsub.connection.deregister_connect_callback(resync.connected)
+                    with contextlib.suppress(*_UNREACHABLE):
+                        await pubsub.aclose()  # type: ignore[no-untyped-call]
+                if node is not None:
+                    with contextlib.suppress(*_UNREACHABLE):
+                        await node.aclose()
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
+
+    async def _subscriber(self) -> tuple[PubSub, redis.asyncio.Redis | None]:
+        """A PubSub for the change feed, and the client it owns, if any.
+
+        On a cluster: a plain connection to one node, the next one on every
+        resubscription, so a node that is down is not tried forever. PUBLISH is
+        broadcast to every node, so any node hears every change.
+        """
+        client = self._client
+        if not isinstance(client, RedisCluster):
+            return client.pubsub(ignore_subscribe_messages=True), None
+        await client.initialize()
+        nodes = client.get_nodes()
+        node = nodes[self._subscriptions % len(nodes)]
+        self._subscriptions += 1
+        options = self._clients.node_options or defaults()
+        plain = redis.asyncio.Redis(host=node.host, port=int(node.port), **options)
+        return plain.pubsub(ignore_subscribe_messages=True), plain
 
     # lifecycle --------------------------------------------------------------------
     @_reachable
@@ -573,6 +656,8 @@ class RedisStore:
 
     async def close(self) -> None:
         await self._client.aclose()
+        for client in self._clients.also_close:
+            await client.aclose()
 
 
 class _Resync:

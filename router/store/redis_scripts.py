@@ -23,9 +23,15 @@ local function missing_route(versions, first)
 end
 """
 
-# KEYS: flow_names, flow_index, meta.  ARGV: name, id, flow.
+# Quota arguments are the limit, or '' for none; the count is read in the same
+# script as the write, so concurrent creates cannot overshoot it.
+
+# KEYS: flow_names, flow_index, meta.  ARGV: name, id, flow, max flows.
 CREATE_FLOW = """
 if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return {'FLOW_EXISTS', ARGV[1]} end
+if ARGV[4] ~= '' and redis.call('HLEN', KEYS[1]) >= tonumber(ARGV[4]) then
+  return {'QUOTA_EXCEEDED', 'max-flows', ARGV[4]}
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[2], 0, ARGV[1])
 redis.call('HSET', KEYS[3], 'name', ARGV[1], 'flow', ARGV[3], 'rev', 1, 'vseq', 0)
@@ -74,13 +80,16 @@ redis.call('PUBLISH', ARGV[3], ARGV[2])
 return {'OK', cur[2]}
 """
 
-# KEYS: meta, versions, vindex.  ARGV: the version's own fields (JSON).
+# KEYS: meta, versions, vindex.  ARGV: the version's own fields (JSON), max versions.
 # The stored value is ``[own fields, flow]``: the flow as it is now, of which
 # the definition and role are the snapshot. Concatenating the two JSON texts
 # keeps the definition byte for byte (no decode/encode in Lua).
 PUBLISH_VERSION = """
 local flow = redis.call('HGET', KEYS[1], 'flow')
 if not flow then return {'FLOW_NOT_FOUND'} end
+if ARGV[2] ~= '' and redis.call('ZCARD', KEYS[3]) >= tonumber(ARGV[2]) then
+  return {'QUOTA_EXCEEDED', 'max-versions-per-flow', ARGV[2]}
+end
 local n = redis.call('HINCRBY', KEYS[1], 'vseq', 1)
 local value = '[' .. ARGV[1] .. ',' .. flow .. ']'
 redis.call('HSET', KEYS[2], n, value)
@@ -112,13 +121,16 @@ return {'OK'}
 """
 
 # KEYS: meta, versions, aliases, alias_index, alias_ids.
-# ARGV: name, alias id, alias, flow id, channel, routed versions...
+# ARGV: name, alias id, alias, flow id, channel, max aliases, routed versions...
 CREATE_ALIAS = (
     _CHECK_ROUTES
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'FLOW_NOT_FOUND'} end
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return {'ALIAS_EXISTS', ARGV[1]} end
-local missing = missing_route(KEYS[2], 6)
+if ARGV[6] ~= '' and redis.call('HLEN', KEYS[3]) >= tonumber(ARGV[6]) then
+  return {'QUOTA_EXCEEDED', 'max-aliases-per-flow', ARGV[6]}
+end
+local missing = missing_route(KEYS[2], 7)
 if missing then return {'VERSION_NOT_FOUND', missing} end
 redis.call('HSET', KEYS[3], ARGV[1], ARGV[3])
 redis.call('ZADD', KEYS[4], 0, ARGV[1])
@@ -229,6 +241,26 @@ if tonumber(ARGV[2]) > 0 then redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
 return false
 """
 
+# KEYS: bucket.  ARGV: rate (tokens/s), burst.  Answers the wait in seconds as a
+# string ("0" = allowed). The server's clock, so every replica shares one bucket;
+# the same arithmetic as router.ratelimit.take.
+TAKE_TOKEN = """
+local rate = tonumber(ARGV[1])
+local burst = tonumber(ARGV[2])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local state = redis.call('HMGET', KEYS[1], 'tokens', 'at')
+local tokens = burst
+if state[1] then
+  tokens = math.min(burst, tonumber(state[1]) + math.max(0, now - tonumber(state[2])) * rate)
+end
+local wait = 0
+if tokens >= 1 then tokens = tokens - 1 else wait = (1 - tokens) / rate end
+redis.call('HSET', KEYS[1], 'tokens', tostring(tokens), 'at', tostring(now))
+redis.call('EXPIRE', KEYS[1], math.ceil(burst / rate) + 1)
+return tostring(wait)
+"""
+
 # -- reads that need more than one command to be consistent ------------------
 
 # KEYS: index, hash[, meta].  ARGV: 'lex' | 'score', start, count.
@@ -248,6 +280,23 @@ for i = 1, #keys, 1000 do
   for j = 1, #part do values[#values + 1] = part[j] end
 end
 return {'OK', keys, values}
+"""
+
+# KEYS: meta, key.  ARGV: 'get', or 'hget' and a field.  Answers {'OK', value}
+# (value false when missing): one value of a flow, read at once with the check
+# that the flow exists. A script rather than MULTI so it runs alike on one
+# server and on a cluster.
+FLOW_READ = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return {'FLOW_NOT_FOUND'} end
+if ARGV[1] == 'get' then return {'OK', redis.call('GET', KEYS[2])} end
+return {'OK', redis.call('HGET', KEYS[2], ARGV[2])}
+"""
+
+# KEYS: meta, aliases.  ARGV: alias name.  Answers {'OK', rev, alias or false}.
+ALIAS_AT_REVISION = """
+local rev = redis.call('HGET', KEYS[1], 'rev')
+if not rev then return {'FLOW_NOT_FOUND'} end
+return {'OK', rev, redis.call('HGET', KEYS[2], ARGV[1])}
 """
 
 # KEYS: meta, versions, vindex.  Answers {'OK'} when there is no version.

@@ -22,6 +22,7 @@ from router.errors import (
     FlowAlreadyExists,
     FlowNotFound,
     InvalidToken,
+    QuotaExceeded,
     ResourceInUse,
     Unavailable,
     VersionNotFound,
@@ -691,6 +692,98 @@ async def test_concurrent_flow_updates_lose_nothing(store_backend: StoreBackend)
     assert final in results
     lost = [f for f in fields if getattr(final, f) == getattr(flow, f)]
     assert lost == []
+
+
+# -- quotas: checked in the same atomic write as the create -----------------------------
+
+
+async def test_flow_quota_allows_exactly_the_limit(store: Store) -> None:
+    for i in range(3):
+        await store.create_flow(a_flow(f"f{i}"), max_flows=3)
+    with pytest.raises(QuotaExceeded, match="max-flows") as e:
+        await store.create_flow(a_flow("f3"), max_flows=3)
+    assert "at most 3 flows" in e.value.message
+    with pytest.raises(FlowNotFound):
+        await store.get_flow("f3")
+    assert [f.name for f in (await store.list_flows(10)).items] == ["f0", "f1", "f2"]
+    with pytest.raises(FlowAlreadyExists):  # a taken name is the first answer
+        await store.create_flow(a_flow("f0"), max_flows=3)
+    await store.create_flow(a_flow("f3"), max_flows=4)
+    await store.create_flow(a_flow("f4"))  # no limit given: none applies
+    flow = await store.get_flow("f0")
+    await store.delete_flow(flow.id, force=True)
+    with pytest.raises(QuotaExceeded):
+        await store.create_flow(a_flow("f5"), max_flows=4)
+    await store.create_flow(a_flow("f5"), max_flows=5)
+
+
+async def test_version_quota_counts_existing_versions(store: Store) -> None:
+    flow = await flow_with_versions(store, 0)
+    for i in range(2):
+        await store.publish_version(flow.id, f"v{i}", 1, max_versions=2)
+    with pytest.raises(QuotaExceeded, match="max-versions-per-flow") as e:
+        await store.publish_version(flow.id, "v3", 1, max_versions=2)
+    assert "at most 2 versions per flow" in e.value.message
+    assert [v.version for v in (await store.list_versions(flow.id, 10)).items] == [1, 2]
+    assert (await store.latest_version(flow.id)).version == 2  # type: ignore[union-attr]
+    # Deleting one makes room; numbers are still never reused.
+    await store.delete_version(flow.id, 1, force=False)
+    assert (await store.publish_version(flow.id, "v3", 1, max_versions=2)).version == 3
+    with pytest.raises(FlowNotFound):
+        await store.publish_version("NOPE", "", 1, max_versions=0)
+
+
+async def test_alias_quota_writes_nothing_when_reached(store: Store) -> None:
+    flow = await flow_with_versions(store, 1)
+    for name in ("a", "b"):
+        await store.create_alias(an_alias(flow, name), max_aliases=2)
+    (revision,) = await store.revisions([flow.id])
+    with pytest.raises(QuotaExceeded, match="max-aliases-per-flow") as e:
+        await store.create_alias(an_alias(flow, "c"), max_aliases=2)
+    assert "at most 2 aliases per flow" in e.value.message
+    with pytest.raises(AliasAlreadyExists):
+        await store.create_alias(an_alias(flow, "a"), max_aliases=2)
+    assert [a.name for a in (await store.list_aliases(flow.id, 10)).items] == ["a", "b"]
+    with pytest.raises(AliasNotFound):
+        await store.get_alias(flow.id, "c")
+    assert await store.revisions([flow.id]) == [revision]  # nothing announced either
+    await store.delete_alias(flow.id, "b")
+    await store.create_alias(an_alias(flow, "c"), max_aliases=2)
+
+
+async def test_concurrent_flow_creates_stop_at_the_quota(store_backend: StoreBackend) -> None:
+    stores = [store_backend.open() for _ in range(20)]
+    for i in range(10):
+        await stores[0].create_flow(a_flow(f"old{i:02}"))
+    calls = [s.create_flow(a_flow(f"new{i:02}"), max_flows=15) for i, s in enumerate(stores)]
+    wins, errors = await _race(calls)
+    assert (len(wins), len(errors)) == (5, 15)
+    assert [e for e in errors if not isinstance(e, QuotaExceeded)] == []
+    assert len((await stores[0].list_flows(100)).items) == 15
+
+
+async def test_concurrent_publishes_stop_at_the_quota(store_backend: StoreBackend) -> None:
+    stores = [store_backend.open() for _ in range(20)]
+    flow = await flow_with_versions(stores[0], 10)
+    wins, errors = await _race([s.publish_version(flow.id, "", 1, max_versions=15) for s in stores])
+    assert (len(wins), len(errors)) == (5, 15)
+    assert [e for e in errors if not isinstance(e, QuotaExceeded)] == []
+    assert sorted(v.version for v in wins) == list(range(11, 16))
+    assert len((await stores[0].list_versions(flow.id, 100)).items) == 15
+
+
+async def test_concurrent_alias_creates_stop_at_the_quota(store_backend: StoreBackend) -> None:
+    stores = [store_backend.open() for _ in range(20)]
+    flow = await flow_with_versions(stores[0], 1)
+    for i in range(10):
+        await stores[0].create_alias(an_alias(flow, f"old{i:02}"))
+    calls = [
+        s.create_alias(an_alias(flow, f"new{i:02}"), max_aliases=15) for i, s in enumerate(stores)
+    ]
+    wins, errors = await _race(calls)
+    assert (len(wins), len(errors)) == (5, 15)
+    assert [e for e in errors if not isinstance(e, QuotaExceeded)] == []
+    assert len((await stores[0].list_aliases(flow.id, 100)).items) == 15
 
 
 # -- Redis only: key layout and failure ---------------------------------------------------

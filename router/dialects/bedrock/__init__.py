@@ -24,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from router import errors
+from router.auth import VERIFIER
 from router.config import Config
 from router.dialects.bedrock import agent, runtime
 from router.dialects.bedrock.exceptions import error_response
@@ -139,6 +140,8 @@ def add_routes(
         try:
             operation, labels = match(request.method, segments(request.raw_path))
             label, is_runtime = operation.name, operation.runtime
+            if (verifier := request.app.get(VERIFIER)) is not None:
+                await verifier.bedrock(request)  # before anything is dispatched
             config = request.app[config_key]
             gateway = request.app[gateway_key]
             call = Call(
@@ -152,17 +155,17 @@ def add_routes(
             if request.method in ("POST", "PUT"):
                 await call.read_body()
             answer = await operation.handler(call)
+            response: web.StreamResponse = (
+                answer
+                if isinstance(answer, web.StreamResponse)
+                else _json(answer, operation.status, call.headers)
+            )
         except errors.RouterError as e:
             metrics.count_error(DIALECT, e)
-            response: web.StreamResponse = error_response(e, rid, is_runtime)
+            response = error_response(e, rid, is_runtime)
         except Exception:  # a bug: log it whole, answer without internals
             log.exception("unexpected error in %s (request %s)", label, rid)
             response = error_response(errors.RouterError("internal error"), rid, is_runtime)
-        else:
-            if isinstance(answer, web.StreamResponse):
-                response = answer
-            else:
-                response = _json(answer, operation.status, call.headers)
         metrics.api_requests.labels(DIALECT, label, str(response.status)).inc()
         return response
 

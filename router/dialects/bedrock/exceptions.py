@@ -10,6 +10,7 @@ default retry never sends an execution to the executor a second time.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,8 @@ QUOTA = "ServiceQuotaExceededException"
 INTERNAL = "InternalServerException"
 DEPENDENCY = "DependencyFailedException"
 UNKNOWN_OPERATION = "UnknownOperationException"
+ACCESS_DENIED = "AccessDeniedException"
+THROTTLING = "ThrottlingException"
 
 # status, code; the most specific class of an error wins.
 ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
@@ -35,6 +38,8 @@ ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
     errors.AlreadyExists: (409, CONFLICT),
     errors.Conflict: (409, CONFLICT),  # ResourceInUse, IdempotencyMismatch
     errors.QuotaExceeded: (402, QUOTA),
+    errors.Throttled: (429, THROTTLING),
+    errors.AuthenticationFailed: (403, ACCESS_DENIED),  # router/auth: any signature failure
     # Store unreachable: nothing was sent to an executor yet, so a retry is safe.
     errors.Unavailable: (500, INTERNAL),
     errors.ExecutorError: (424, DEPENDENCY),
@@ -65,8 +70,14 @@ def error_response(error: errors.RouterError, rid: str, runtime: bool = False) -
         status=status,
         body=orjson.dumps(error_body(error)),
         content_type="application/json",
-        headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": rid},
+        headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": rid, **_retry_after(error)},
     )
+
+
+def _retry_after(error: errors.RouterError) -> dict[str, str]:
+    if isinstance(error, errors.Throttled):
+        return {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
+    return {}
 
 
 def stream_exception_type(error: errors.RouterError) -> str:

@@ -19,6 +19,7 @@ from aiohttp import web
 from router import errors, model
 from router.dialects.common import iso8601
 from router.idempotency import Idempotency
+from router.limits import read_body
 from router.model import Alias, Flow, FlowVersion
 from router.service import Gateway, PageFields
 
@@ -127,12 +128,7 @@ class Call:
     headers: dict[str, str] = field(default_factory=dict)
 
     async def read_body(self) -> None:
-        try:
-            raw = await self.request.read()
-        except web.HTTPRequestEntityTooLarge:
-            raise errors.InvalidArgument(
-                f"the request body exceeds {self.request.client_max_size} bytes"
-            ) from None
+        raw = await read_body(self.request)  # bounded in size and time (router/limits)
         if not raw.strip():
             return
         try:
@@ -141,7 +137,9 @@ class Call:
             raise errors.InvalidArgument("the request body is not valid JSON") from None
         if not isinstance(body, dict):
             raise errors.InvalidArgument("the request body must be a JSON object")
-        self.body = body
+        # The documents inside (definition, inputs[].content.document) sit a few
+        # levels down; the limit applies to them, plus that envelope.
+        self.body = model.validate_json_depth(body, "body", model.MAX_JSON_DEPTH + 8)
 
     def member(self, name: str) -> Any:
         return self.body.get(name)

@@ -1,0 +1,57 @@
+"""What every signature scheme shares: the result, the clock window, the comparisons."""
+
+from __future__ import annotations
+
+import calendar
+import hmac
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from router import errors
+
+# A signed timestamp may be this far from the server's clock, either way.
+WINDOW_S = 15 * 60
+
+
+@dataclass(frozen=True, slots=True)
+class Signed:
+    """A request whose signature checked out."""
+
+    access_key_id: str
+    timestamp: float  # seconds since the epoch, as signed
+    nonce: str | None = None  # CloudFlow's SignatureNonce; SigV4 has none
+
+
+def percent_encode(text: str) -> str:
+    """RFC 3986: all but ``A-Z a-z 0-9 - _ . ~`` as ``%XX`` of UTF-8 (a space is ``%20``)."""
+    return quote(text, safe="-_.~")
+
+
+def parse_time(value: str, layout: str, name: str) -> float:
+    """A UTC timestamp in ``layout`` (``strptime``) as epoch seconds."""
+    try:
+        parsed = time.strptime(value, layout)
+    except ValueError:
+        raise errors.IncompleteSignature(f"{name} {value!r} is not a UTC time") from None
+    return float(calendar.timegm(parsed))
+
+
+def check_window(timestamp: float, now: float, name: str) -> None:
+    if abs(now - timestamp) > WINDOW_S:
+        raise errors.RequestExpired(
+            f"{name} is more than {WINDOW_S // 60} minutes from the server's time"
+        )
+
+
+def same(expected: str, given: str) -> bool:
+    """Constant-time comparison of an expected signature with the one sent."""
+    return hmac.compare_digest(expected.encode(), given.encode("utf-8", "replace"))
+
+
+def secret_of(credentials: Mapping[str, str], access_key_id: str) -> str:
+    secret = credentials.get(access_key_id)
+    if secret is None:
+        raise errors.UnknownAccessKey(access_key_id)
+    return secret
