@@ -26,8 +26,39 @@ from router.service import Settings
 from router.workers import default_workers, run_worker, supervise
 
 
-def _env(name: str, default: str | None = None) -> str | None:
-    return os.environ.get(f"FLOW_ROUTER_{name}", default)
+class _Options:
+    """Adds ``--some-name`` options that default to ``FLOW_ROUTER_SOME_NAME``."""
+
+    def __init__(self, parser: argparse.ArgumentParser) -> None:
+        self.parser = parser
+
+    @staticmethod
+    def env(name: str) -> str:
+        return "FLOW_ROUTER_" + name.upper().replace("-", "_")
+
+    def text(self, name: str, default: str | None, help: str, **kwargs: Any) -> None:
+        env = self.env(name)
+        self.parser.add_argument(
+            f"--{name}", default=os.environ.get(env, default), help=f"{help} [{env}]", **kwargs
+        )
+
+    def number(self, name: str, kind: type[int] | type[float], default: str, help: str) -> None:
+        env = self.env(name)
+        self.parser.add_argument(
+            f"--{name}",
+            type=kind,
+            default=kind(os.environ.get(env) or default),
+            help=f"{help} [{env}]",
+        )
+
+    def switch(self, name: str, help: str) -> None:
+        env = self.env(name)
+        self.parser.add_argument(
+            f"--{name}",
+            action="store_true",
+            default=os.environ.get(env, "") not in ("", "0", "false"),
+            help=f"{help} [{env}]",
+        )
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -36,106 +67,59 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway (CloudFlow + Bedrock APIs on one port)")
-    serve.add_argument("--host", default=_env("HOST", "127.0.0.1"), help="[FLOW_ROUTER_HOST]")
-    serve.add_argument(
-        "--port", type=int, default=int(_env("PORT", "8080") or 8080), help="[FLOW_ROUTER_PORT]"
-    )
-    serve.add_argument(
-        "--store",
-        default=_env("STORE", "memory://"),
-        help="memory:// (embedded, default), redis://host:port/db, rediss://…, "
+    option = _Options(serve)
+    option.text("host", "127.0.0.1", "address to listen on")
+    option.number("port", int, "8080", "port for both APIs, /metrics and health")
+    option.text(
+        "store", "memory://",
+        "memory:// (embedded, default), redis://host:port/db, rediss://…, "
         "redis+sentinel://host:port[,host:port]/service[/db] or "
         "redis+cluster://host:port[,host:port]; timeouts as URL options, e.g. "
-        "?socket_timeout=2 (see the README) [FLOW_ROUTER_STORE]",
+        "?socket_timeout=2 (see the README)",
+    )  # fmt: skip
+    option.text("key-prefix", "fr", "Redis key prefix")
+    option.text(
+        "upstream", None,
+        "executor URL template with {flow}, {flowId}, {version}, {alias}; "
+        "default: the built-in reference executor",
+    )  # fmt: skip
+    option.number("connect-timeout", float, "2", "seconds to connect to an executor")
+    option.number("timeout", float, "30", "seconds for a whole executor call")
+    option.text("region", "us-east-1", "region in Bedrock ARNs")
+    option.text("account-id", "123456789012", "account id in Bedrock ARNs")
+    option.number(
+        "idempotency-ttl", int, "28800", "seconds a Bedrock clientToken is remembered (8 h)"
     )
-    serve.add_argument(
-        "--key-prefix",
-        default=_env("KEY_PREFIX", "fr"),
-        help="Redis key prefix [FLOW_ROUTER_KEY_PREFIX]",
+    option.text("log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
+    option.number(
+        "workers", int, "0",
+        "processes sharing the port; default: number of cores on Redis, 1 on the memory store",
+    )  # fmt: skip
+    option.switch(
+        "n-way",
+        "flow-router extension: let a CloudFlow alias route to more than the 2 versions "
+        "CloudFlow documents, up to --max-routes",
     )
-    serve.add_argument(
-        "--upstream",
-        default=_env("UPSTREAM"),
-        help="executor URL template with {flow}, {flowId}, {version}, {alias}; "
-        "default: the built-in reference executor [FLOW_ROUTER_UPSTREAM]",
-    )
-    serve.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=float(_env("CONNECT_TIMEOUT", "2") or 2),
-        help="seconds to connect to an executor [FLOW_ROUTER_CONNECT_TIMEOUT]",
-    )
-    serve.add_argument(
-        "--timeout",
-        type=float,
-        default=float(_env("TIMEOUT", "30") or 30),
-        help="seconds for a whole executor call [FLOW_ROUTER_TIMEOUT]",
-    )
-    serve.add_argument("--region", default=_env("REGION", "us-east-1"), help="[FLOW_ROUTER_REGION]")
-    serve.add_argument(
-        "--account-id", default=_env("ACCOUNT_ID", "123456789012"), help="[FLOW_ROUTER_ACCOUNT_ID]"
-    )
-    serve.add_argument(
-        "--idempotency-ttl",
-        type=int,
-        default=int(_env("IDEMPOTENCY_TTL", "28800") or 28800),
-        help="seconds a Bedrock clientToken is remembered (default 8 h) "
-        "[FLOW_ROUTER_IDEMPOTENCY_TTL]",
-    )
-    serve.add_argument(
-        "--log-level", default=_env("LOG_LEVEL", "INFO"), help="[FLOW_ROUTER_LOG_LEVEL]"
-    )
-    serve.add_argument(
-        "--workers",
-        type=int,
-        default=int(_env("WORKERS", "0") or 0),
-        help="processes sharing the port; default: number of cores on Redis, 1 on the "
-        "memory store [FLOW_ROUTER_WORKERS]",
-    )
-    serve.add_argument(
-        "--n-way",
-        action="store_true",
-        default=_env("N_WAY", "") not in ("", "0", "false"),
-        help="flow-router extension: let a CloudFlow alias route to more than the 2 versions "
-        "CloudFlow documents, up to --max-routes [FLOW_ROUTER_N_WAY]",
-    )
-    serve.add_argument(
-        "--max-routes",
-        type=int,
-        default=int(_env("MAX_ROUTES", "100") or 100),
-        help="quota of versions per alias with --n-way (default 100) [FLOW_ROUTER_MAX_ROUTES]",
-    )
-    serve.add_argument(
-        "--cache-check-interval",
-        type=float,
-        default=float(_env("CACHE_CHECK_INTERVAL", "2") or 2),
-        help="seconds between route-cache revision checks, the staleness bound when a "
-        "change announcement is lost [FLOW_ROUTER_CACHE_CHECK_INTERVAL]",
-    )
-    serve.add_argument(
-        "--access-log",
-        action="store_true",
-        default=_env("ACCESS_LOG", "") not in ("", "0", "false"),
-        help="log every request (off by default: it costs throughput) [FLOW_ROUTER_ACCESS_LOG]",
-    )
-
-    serve.add_argument(
-        "--credentials",
-        default=_env("CREDENTIALS"),
+    option.number("max-routes", int, "100", "quota of versions per alias with --n-way")
+    option.number(
+        "cache-check-interval", float, "2",
+        "seconds between route-cache revision checks, the staleness bound when a "
+        "change announcement is lost",
+    )  # fmt: skip
+    option.switch("access-log", "log every request (off by default: it costs throughput)")
+    option.text(
+        "credentials", None,
+        "JSON object of access key id -> secret; when given, every API request must be "
+        "signed (CloudFlow RPC v1 / ACS3, Bedrock SigV4)",
         metavar="PATH",
-        help="JSON object of access key id -> secret; when given, every API request must be "
-        "signed (CloudFlow RPC v1 / ACS3, Bedrock SigV4) [FLOW_ROUTER_CREDENTIALS]",
+    )  # fmt: skip
+    option.switch(
+        "insecure",
+        "without --credentials, listen on a non-loopback address anyway, accepting "
+        "unsigned requests from anyone who can reach it",
     )
-    serve.add_argument(
-        "--insecure",
-        action="store_true",
-        default=_env("INSECURE", "") not in ("", "0", "false"),
-        help="without --credentials, listen on a non-loopback address anyway, accepting "
-        "unsigned requests from anyone who can reach it [FLOW_ROUTER_INSECURE]",
-    )
-
-    _add_limit_arguments(serve)
-    _add_quota_arguments(serve)
+    _add_limit_arguments(option)
+    _add_quota_arguments(option)
 
     executor = sub.add_parser("executor", help="run the reference (echo) executor alone")
     executor.add_argument("--host", default="127.0.0.1")
@@ -143,18 +127,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_limit_arguments(serve: argparse.ArgumentParser) -> None:
+def _add_limit_arguments(option: _Options) -> None:
     """Executor guards (router/breaker), client limits (router/limits), draining."""
-
-    def number(name: str, kind: type[int] | type[float], default: str, help: str) -> None:
-        env = name.upper().replace("-", "_")
-        serve.add_argument(
-            f"--{name}",
-            type=kind,
-            default=kind(_env(env, default) or default),
-            help=f"{help} [FLOW_ROUTER_{env}]",
-        )
-
+    number = option.number
     number(
         "max-inflight-per-version", int, "256",
         "executions in flight per flow version and process; more wait until --timeout, "
@@ -223,20 +198,19 @@ def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def _add_quota_arguments(serve: argparse.ArgumentParser) -> None:
+def _add_quota_arguments(option: _Options) -> None:
     """Quotas on what the store holds, enforced atomically by the store."""
     for name, default, what in (
         ("max-flows", 1000, "flows in the store"),
         ("max-versions-per-flow", 100, "versions of one flow that exist at a time"),
         ("max-aliases-per-flow", 100, "aliases of one flow"),
     ):
-        env = name.upper().replace("-", "_")
-        serve.add_argument(
-            f"--{name}",
-            type=int,
-            default=int(_env(env, str(default)) or default),
-            help=f"quota: the most {what}; a create beyond it fails with the dialect's quota "
-            f"error (0: no limit; default {default}) [FLOW_ROUTER_{env}]",
+        option.number(
+            name,
+            int,
+            str(default),
+            f"quota: the most {what}; a create beyond it fails with the dialect's quota "
+            f"error (0: no limit; default {default})",
         )
 
 
