@@ -422,7 +422,11 @@ def bedrock_route_entries(
 def validate_max_results(value: str | None, field_name: str = "maxResults") -> int | None:
     if value is None or value == "":
         return None
-    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= MAX_RESULTS:
+    if (
+        not (value.isascii() and value.isdigit())
+        or len(value) > len(str(MAX_RESULTS))  # int() refuses 4300+ digits: never get there
+        or not 1 <= int(value) <= MAX_RESULTS
+    ):
         raise InvalidArgument(f"{field_name} must be between 1 and {MAX_RESULTS}", field_name)
     return int(value)
 

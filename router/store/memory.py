@@ -215,9 +215,10 @@ class MemoryStore:
         new = update.apply(old, at)
         if new.name != name and new.name in state.aliases:
             raise AliasAlreadyExists(new.name)
-        missing = routes_missing([r.version for r in new.routes], state.versions.keys())
-        if missing is not None:
-            raise VersionNotFound(str(missing))
+        if update.routes is not None:  # only new routes must name existing versions
+            missing = routes_missing([r.version for r in new.routes], state.versions.keys())
+            if missing is not None:
+                raise VersionNotFound(str(missing))
         del state.aliases[name]
         state.aliases[new.name] = new
         self._changed(state)

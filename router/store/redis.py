@@ -511,7 +511,8 @@ class RedisStore:
                 flow_id,
                 self._channel,
             ]
-            args += [r.version for r in new.routes]
+            if update.routes is not None:  # only new routes must name existing versions
+                args += [r.version for r in new.routes]
             if await self._attempt(self._update_alias, self._alias_keys(flow_id), args, flow_id):
                 return new
         raise Conflict(f"flow {flow_id} is being changed concurrently; try again")

@@ -169,8 +169,9 @@ def add_routes(
         metrics.api_requests.labels(DIALECT, label, str(response.status)).inc()
         return response
 
-    app.router.add_route("*", "/flows{tail:.*}", handle)
-    app.router.add_route("*", "/tags/{tail:.*}", handle)
+    # [\s\S]: a percent-encoded newline in a label must reach our router too.
+    app.router.add_route("*", r"/flows{tail:[\s\S]*}", handle)
+    app.router.add_route("*", r"/tags/{tail:[\s\S]*}", handle)
 
 
 def _json(body: Mapping[str, Any], status: int, headers: Mapping[str, str]) -> web.Response:
