@@ -55,3 +55,25 @@ def secret_of(credentials: Mapping[str, str], access_key_id: str) -> str:
     if secret is None:
         raise errors.UnknownAccessKey(access_key_id)
     return secret
+
+
+def authorization_parts(value: str, scheme: str) -> tuple[str, str, str]:
+    """``<scheme> Credential=…,SignedHeaders=…,Signature=…`` → those three values.
+
+    ACS3-HMAC-SHA256 and AWS4-HMAC-SHA256 share this layout; each verifier
+    then checks what its own Credential and SignedHeaders must look like.
+    """
+    algorithm, _, rest = value.strip().partition(" ")
+    if algorithm != scheme:
+        raise errors.IncompleteSignature(
+            f"Authorization scheme {algorithm!r} is not supported; use {scheme}"
+        )
+    fields: dict[str, str] = {}
+    for part in rest.split(","):
+        name, sep, field_value = part.strip().partition("=")
+        if sep:
+            fields[name.strip()] = field_value.strip()
+    try:
+        return fields["Credential"], fields["SignedHeaders"], fields["Signature"]
+    except KeyError as missing:
+        raise errors.IncompleteSignature(f"the Authorization header has no {missing}") from None

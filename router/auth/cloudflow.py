@@ -30,7 +30,15 @@ from collections.abc import Iterable, Mapping
 from multidict import MultiMapping
 
 from router import errors
-from router.auth.base import Signed, check_window, parse_time, percent_encode, same, secret_of
+from router.auth.base import (
+    Signed,
+    authorization_parts,
+    check_window,
+    parse_time,
+    percent_encode,
+    same,
+    secret_of,
+)
 
 ISO_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
 ACS3 = "ACS3-HMAC-SHA256"
@@ -143,24 +151,7 @@ def acs3_signature(canonical_request: str, secret: str) -> str:
 
 def parse_acs3_authorization(value: str) -> tuple[str, list[str], str]:
     """``ACS3-HMAC-SHA256 Credential=…,SignedHeaders=a;b,Signature=…`` → its three parts."""
-    algorithm, _, rest = value.strip().partition(" ")
-    if algorithm != ACS3:
-        raise errors.IncompleteSignature(
-            f"Authorization scheme {algorithm!r} is not supported; use {ACS3}"
-        )
-    fields: dict[str, str] = {}
-    for part in rest.split(","):
-        name, sep, field_value = part.strip().partition("=")
-        if sep:
-            fields[name.strip()] = field_value.strip()
-    try:
-        credential, signed, signature = (
-            fields["Credential"],
-            fields["SignedHeaders"],
-            fields["Signature"],
-        )
-    except KeyError as missing:
-        raise errors.IncompleteSignature(f"the Authorization header has no {missing}") from None
+    credential, signed, signature = authorization_parts(value, ACS3)
     if not (credential and signed and signature):
         raise errors.IncompleteSignature("the Authorization header has an empty part")
     return credential, signed.split(";"), signature

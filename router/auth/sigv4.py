@@ -24,7 +24,15 @@ from urllib.parse import quote, unquote
 from multidict import MultiMapping
 
 from router import errors
-from router.auth.base import Signed, check_window, parse_time, percent_encode, same, secret_of
+from router.auth.base import (
+    Signed,
+    authorization_parts,
+    check_window,
+    parse_time,
+    percent_encode,
+    same,
+    secret_of,
+)
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "bedrock"
@@ -100,22 +108,7 @@ def signature(canonical: str, amz_date: str, scope: str, key: bytes) -> str:
 def parse_authorization(value: str) -> tuple[list[str], list[str], str]:
     """``AWS4-HMAC-SHA256 Credential=AK/date/region/service/aws4_request,
     SignedHeaders=a;b, Signature=hex`` → (credential parts, signed headers, signature)."""
-    algorithm, _, rest = value.strip().partition(" ")
-    if algorithm != ALGORITHM:
-        raise errors.IncompleteSignature(f"Authorization must use {ALGORITHM}")
-    fields: dict[str, str] = {}
-    for part in rest.split(","):
-        name, sep, field_value = part.strip().partition("=")
-        if sep:
-            fields[name.strip()] = field_value.strip()
-    try:
-        credential, signed, given = (
-            fields["Credential"],
-            fields["SignedHeaders"],
-            fields["Signature"],
-        )
-    except KeyError as missing:
-        raise errors.IncompleteSignature(f"the Authorization header has no {missing}") from None
+    credential, signed, given = authorization_parts(value, ALGORITHM)
     scope = credential.split("/")
     if len(scope) != 5 or not all(scope) or scope[4] != _TERMINATOR:
         raise errors.IncompleteSignature(
