@@ -46,7 +46,7 @@ from tests.fuzz.strategies import (
 )
 
 OPERATIONS = [(method, pattern, operation.name) for method, pattern, operation in bedrock.ROUTES]
-EXAMPLES_PER_OPERATION = 30
+EXAMPLES_PER_OPERATION = 40
 
 
 def test_every_operation_has_a_shape() -> None:

@@ -1021,11 +1021,11 @@ def _run(target: Target, examples: int, steps: int) -> None:
 
 
 def test_model_memory(memory_target: Target) -> None:
-    _run(memory_target, examples=25, steps=30)
+    _run(memory_target, examples=40, steps=30)
 
 
 def test_model_redis(redis_target: Target) -> None:
-    _run(redis_target, examples=6, steps=30)
+    _run(redis_target, examples=10, steps=30)
 
 
 # -- random requests of both dialects on Redis, then the store and its keys ----------------
