@@ -333,3 +333,9 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
 def store_backend(store: Store, request: pytest.FixtureRequest) -> StoreBackend:
     """The backend behind this test's ``store``."""
     return request.node.stash[_BACKEND]
+
+
+# -- subprocess suites (test_replicas, test_workers, test_shutdown) -------------------------
+# Defined in tests/processes.py; registered here so those modules share one copy.
+# A module or directory that defines its own ``executor`` overrides this one.
+from tests.processes import executor, executor_session, processes  # noqa: E402, F401

@@ -29,6 +29,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+import pytest
+
 from tests.harness import BackgroundLoop, RecordingExecutor, free_port
 
 READY_TIMEOUT_S = 30.0  # a loaded 2-core machine can take a few seconds per interpreter
@@ -377,3 +379,24 @@ def recording_executor(loop: BackgroundLoop | None = None) -> Iterator[Recording
         running.run(executor.stop())
         if own:
             running.close()
+
+
+# -- fixtures the subprocess suites share (imported by name into their modules) -----------
+
+
+@pytest.fixture(scope="module")
+def executor_session() -> Iterator[RecordingExecutor]:
+    with recording_executor() as running:
+        yield running
+
+
+@pytest.fixture
+def executor(executor_session: RecordingExecutor) -> RecordingExecutor:
+    executor_session.reset()
+    return executor_session
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    with Processes(tmp_path) as group:
+        yield group

@@ -36,7 +36,6 @@ from tests.processes import (
     Processes,
     execute,
     ok,
-    recording_executor,
     routing,
     setup_flow,
 )
@@ -44,24 +43,6 @@ from tests.processes import (
 PROPAGATION_BOUND_S = 2.0  # pub/sub path: the target is 0.1 s, this only catches "never"
 RESYNC_BOUND_S = 5.0  # after a dropped subscription: reconnect backoff + revision check
 POLL_PAUSE_S = 0.002
-
-
-@pytest.fixture(scope="module")
-def executor_session() -> Iterator[RecordingExecutor]:
-    with recording_executor() as running:
-        yield running
-
-
-@pytest.fixture
-def executor(executor_session: RecordingExecutor) -> RecordingExecutor:
-    executor_session.reset()
-    return executor_session
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    with Processes(tmp_path) as group:
-        yield group
 
 
 def replica_args(url: str, prefix: str, executor: RecordingExecutor, check_s: float) -> list[str]:

@@ -17,7 +17,6 @@ import uuid
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
@@ -42,12 +41,6 @@ def executor() -> Iterator[RecordingExecutor]:
     with recording_executor() as running:
         running.behaviours["1"] = Behaviour(delay_s=DELAY_S)
         yield running
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    with Processes(tmp_path) as group:
-        yield group
 
 
 def start_one(gateway: GatewayProcess, name: str) -> tuple[int, str]:

@@ -18,8 +18,6 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -35,7 +33,6 @@ from tests.processes import (
     children,
     execute,
     ok,
-    recording_executor,
     setup_flow,
     worker_pids,
 )
@@ -45,24 +42,6 @@ EXECUTIONS = "flow_router_executions_total"
 WEIGHT = "flow_router_alias_weight"
 # "… INFO aiohttp.access[<pid>] 127.0.0.1 [date] "POST /?Action=… HTTP/1.1" 200 …"
 ACCESS_LINE = re.compile(r'aiohttp\.access\[(\d+)\] .*?"(?:GET|POST) (\S+) HTTP')
-
-
-@pytest.fixture(scope="module")
-def executor_session() -> Iterator[RecordingExecutor]:
-    with recording_executor() as running:
-        yield running
-
-
-@pytest.fixture
-def executor(executor_session: RecordingExecutor) -> RecordingExecutor:
-    executor_session.reset()
-    return executor_session
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    with Processes(tmp_path) as group:
-        yield group
 
 
 def served_by(gateway: GatewayProcess, path_prefix: str) -> Counter[int]:

@@ -16,6 +16,7 @@ import pytest
 from router.config import Config
 from router.store.base import Store
 from router.store.memory import MemoryStore
+from tests.dialects.bedrock_client import agent_client, runtime_client
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor, free_port
 
 GATEWAY_STORES = ["memory", "redis"]
@@ -72,3 +73,15 @@ def gateway(
     yield server
     bg_loop.run(server.stop())
     bg_loop.run(store.close())
+
+
+@pytest.fixture
+def agent(gateway: GatewayServer) -> Any:
+    """A boto3 bedrock-agent client pointed at ``gateway``."""
+    return agent_client(gateway)
+
+
+@pytest.fixture
+def runtime(gateway: GatewayServer) -> Any:
+    """A boto3 bedrock-agent-runtime client pointed at ``gateway``."""
+    return runtime_client(gateway)

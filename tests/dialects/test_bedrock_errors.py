@@ -18,7 +18,6 @@ import pytest
 from tests.dialects.bedrock_client import (
     ROLE,
     RawAnswer,
-    agent_client,
     alias_arn,
     bedrock_error,
     create_alias,
@@ -26,21 +25,10 @@ from tests.dialects.bedrock_client import (
     flow_arn,
     inputs,
     raw_request,
-    runtime_client,
 )
 from tests.harness import GatewayServer, RecordingExecutor
 
 MISSING = "ZZZZZZZZZ0"
-
-
-@pytest.fixture
-def agent(gateway: GatewayServer) -> Any:
-    return agent_client(gateway)
-
-
-@pytest.fixture
-def runtime(gateway: GatewayServer) -> Any:
-    return runtime_client(gateway)
 
 
 @pytest.fixture

@@ -37,16 +37,6 @@ EXECUTIONS = "flow_router_executions_total"
 API_REQUESTS = "flow_router_api_requests_total"
 
 
-@pytest.fixture
-def agent(gateway: GatewayServer) -> Any:
-    return agent_client(gateway)
-
-
-@pytest.fixture
-def runtime(gateway: GatewayServer) -> Any:
-    return runtime_client(gateway)
-
-
 def _start(runtime: Any, flow: str, alias: str, document: Any = None, **extra: Any) -> Any:
     return runtime.start_flow_execution(
         flowIdentifier=flow, flowAliasIdentifier=alias, inputs=inputs(document or {}), **extra

@@ -41,11 +41,6 @@ ID = re.compile(r"[0-9a-zA-Z]{10}")
 ALPHA = 0.001
 
 
-@pytest.fixture
-def agent(gateway: GatewayServer) -> Any:
-    return agent_client(gateway)
-
-
 def _token() -> str:
     return f"tok-{uuid.uuid4().hex}"  # 36 characters, within 33..256
 
