@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import random
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from fractions import Fraction
 
 
@@ -81,16 +80,6 @@ class AliasTable:
         """Outcome for a uniform integer ``x`` in [0, n*total): exact."""
         c, unit = divmod(x, self.total)
         return c if unit < self.cut[c] else self.alias[c]
-
-    def sample_random(self, rng: Callable[[], float] = random.random) -> int:
-        return self.sample(rng())
-
-    def sample_key(self, key: bytes) -> int:
-        """Deterministic outcome for a routing key (same key, same weights → same outcome).
-
-        The bias of reducing a 128-bit hash modulo n*total is below n*total/2**128.
-        """
-        return self.sample_int(key_position(key) % (self.n * self.total))
 
     def __repr__(self) -> str:
         return f"AliasTable(n={self.n}, total={self.total}, cut={self.cut}, alias={self.alias})"

@@ -24,7 +24,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy.stats import chisquare
 
-from router.sampler import AliasTable, realized_probabilities
+from router.sampler import AliasTable, KeyedTable, realized_probabilities
 
 MAX_INT32 = 2**31 - 1
 # random.random() returns k / 2**53 for an integer k in [0, 2**53).
@@ -297,14 +297,6 @@ def test_float_sampling_goodness_of_fit(weights: list[int]) -> None:
     assert _chisquare_pvalue(counts, weights) > ALPHA
 
 
-def test_sample_random_uses_the_given_rng() -> None:
-    table = AliasTable([1, 2, 3, 4, 90])
-    rng_a, rng_b = random.Random(7), random.Random(7)
-    assert [table.sample_random(rng_a.random) for _ in range(1000)] == [
-        table.sample(rng_b.random()) for _ in range(1000)
-    ]
-
-
 @pytest.mark.parametrize(
     ("weights", "wrong"),
     [
@@ -319,13 +311,13 @@ def test_goodness_of_fit_rejects_wrong_distribution(weights: list[int], wrong: l
     assert _chisquare_pvalue(counts, wrong) < 1e-6
 
 
-# -- keyed sampling ------------------------------------------------------------------
+# -- keyed sampling (KeyedTable: what X-Routing-Key uses) -----------------------------------
 
 
 def test_sample_key_is_deterministic() -> None:
     weights = [1, 2, 3, 4, 90]
-    table = AliasTable(weights)
-    rebuilt = AliasTable(list(weights))
+    table = KeyedTable(weights)
+    rebuilt = KeyedTable(list(weights))
     keys = [f"execution-{i}".encode() for i in range(1000)]
     first = [table.sample_key(k) for k in keys]
     assert first == [table.sample_key(k) for k in keys]
@@ -336,15 +328,15 @@ def test_sample_key_is_deterministic() -> None:
 @given(weight_lists, st.binary(max_size=64))
 @settings(max_examples=200, deadline=None)
 def test_sample_key_property(weights: list[int], key: bytes) -> None:
-    table = AliasTable(weights)
+    table = KeyedTable(weights)
     outcome = table.sample_key(key)
-    assert outcome == AliasTable(weights).sample_key(key)
+    assert outcome == KeyedTable(weights).sample_key(key)
     assert weights[outcome] > 0
 
 
 @pytest.mark.parametrize("weights", CHI_SQUARE_WEIGHTS)
 def test_sample_key_goodness_of_fit(weights: list[int]) -> None:
-    table = AliasTable(weights)
+    table = KeyedTable(weights)
     counts = Counter(table.sample_key(f"execution-{i}".encode()) for i in range(100_000))
     assert _chisquare_pvalue([counts[i] for i in range(len(weights))], weights) > ALPHA
 
