@@ -71,7 +71,13 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
         assert opened is not None
         await forwarder.start()
         gateway = Gateway(
-            opened, forwarder, metrics, upstream, config.settings, random.Random(config.random_seed)
+            opened,
+            forwarder,
+            metrics,
+            upstream,
+            config.settings,
+            random.Random(config.random_seed),
+            idempotency_ttl_s=config.idempotency_ttl_s,
         )
         app[GATEWAY] = gateway
         if verifier is not None:
@@ -97,7 +103,8 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     cloudflow.add_routes(app, GATEWAY, metrics)
-    bedrock.add_routes(app, GATEWAY, CONFIG, metrics)
+    app[bedrock.SETTINGS] = bedrock.BedrockSettings(config.region, config.account_id)
+    bedrock.add_routes(app, GATEWAY, metrics)
     if config.upstream is None:
         executor.add_routes(app)
     return app

@@ -24,6 +24,7 @@ from router.errors import (
     VersionNotFound,
 )
 from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
+from router.idempotency import DEFAULT_TTL_S, Create, Idempotency
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
 from router.routing import CompiledAlias, FlowRoutes, RouteCache
@@ -51,11 +52,8 @@ class Settings:
 class PageFields:
     """What a dialect calls its page size and token, for error messages."""
 
-    limit: str = "Limit"
-    token: str = "NextToken"
-
-
-CLOUDFLOW_PAGE = PageFields()
+    limit: str
+    token: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +77,7 @@ class Gateway:
         upstream: UpstreamTemplate,
         settings: Settings | None = None,
         rng: random.Random | None = None,
+        idempotency_ttl_s: int = DEFAULT_TTL_S,
     ) -> None:
         self.store = store
         self.forwarder = forwarder
@@ -89,6 +88,13 @@ class Gateway:
         self._random = (rng or random.Random()).random
         # Versions are immutable, so their definitions can be cached for good.
         self._definitions: dict[tuple[str, str], Any] = {}
+        self._idempotency = Idempotency(store, idempotency_ttl_s)
+
+    async def idempotent(
+        self, scope: str, token: str | None, params: Mapping[str, Any], create: Create[T]
+    ) -> T:
+        """Run ``create`` at most once per client ``token`` (see :mod:`router.idempotency`)."""
+        return await self._idempotency.once(scope, token, params, create)
 
     # flows --------------------------------------------------------------------
     async def create_flow(
@@ -129,9 +135,7 @@ class Gateway:
     async def flow_by_id(self, flow_id: str) -> Flow:
         return await self.store.get_flow_by_id(flow_id)
 
-    async def list_flows(
-        self, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
-    ) -> Page[Flow]:
+    async def list_flows(self, limit: int, token: str | None, fields: PageFields) -> Page[Flow]:
         return await self._page(self.store.list_flows, limit, token, fields)
 
     async def update_flow(self, api: Api, flow: Flow, update: FlowUpdate) -> Flow:
@@ -161,7 +165,7 @@ class Gateway:
         return await self.store.get_version(flow.id, model.parse_version(version))
 
     async def list_versions(
-        self, flow: Flow, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
+        self, flow: Flow, limit: int, token: str | None, fields: PageFields
     ) -> Page[FlowVersion]:
         return await self._page(
             functools.partial(self.store.list_versions, flow.id), limit, token, fields
@@ -212,14 +216,14 @@ class Gateway:
         return await self.store.get_alias_by_id(flow.id, alias_id)
 
     async def list_aliases(
-        self, flow: Flow, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
+        self, flow: Flow, limit: int, token: str | None, fields: PageFields
     ) -> Page[Alias]:
         return await self._page(
             functools.partial(self.store.list_aliases, flow.id), limit, token, fields
         )
 
     async def list_executions(
-        self, flow: Flow, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
+        self, flow: Flow, limit: int, token: str | None, fields: PageFields
     ) -> Page[ExecutionRecord]:
         """Executions recorded by name (caller-named ones), in name order."""
         return await self._page(
