@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -22,6 +21,11 @@ from router.errors import (
     InvalidToken,
     Unavailable,
     VersionNotFound,
+)
+from router.execution_names import (
+    generated_execution_name,
+    is_generated_execution_name,
+    parse_generated_execution_name,
 )
 from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
 from router.idempotency import DEFAULT_TTL_S, Create, Idempotency
@@ -396,19 +400,3 @@ class Gateway:
             return await fetch(limit, token)
         except InvalidToken as e:
             raise InvalidArgument(f"{fields.token}: {e.message}", fields.token) from None
-
-
-def generated_execution_name(version: str, alias: str) -> str:
-    return f"{uuid.uuid4().hex}.{version}.{alias}"
-
-
-def is_generated_execution_name(name: str) -> bool:
-    return "." in name
-
-
-def parse_generated_execution_name(flow_id: str, name: str) -> ExecutionRecord | None:
-    """The record a generated name stands for, or ``None`` for a caller's name."""
-    parts = name.split(".")
-    if len(parts) != 3 or len(parts[0]) != 32 or not parts[1]:
-        return None
-    return ExecutionRecord(flow_id, name, parts[1], parts[2], 0)
