@@ -42,8 +42,11 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     try:
         await request.app[GATEWAY].store.ping()
-    except Unavailable as e:
-        return web.json_response({"status": "unavailable", "reason": e.message}, status=503)
+    except Unavailable:
+        # Unauthenticated: no hosts, ports or client internals (the store logs those).
+        return web.json_response(
+            {"status": "unavailable", "reason": "store unavailable"}, status=503
+        )
     return web.json_response({"status": "ready"})
 
 

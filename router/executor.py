@@ -68,6 +68,14 @@ def add_routes(app: web.Application, prefix: str = PREFIX) -> None:
     app.router.add_get(base + "/{name}", _describe)
 
 
+def upstream_for(host: str, port: int) -> str:
+    """The ``--upstream`` template that reaches ``flow-router executor`` on host:port."""
+    if host in ("", "0.0.0.0", "::"):  # listening everywhere: this machine reaches it here
+        host = "127.0.0.1"
+    address = f"[{host}]" if ":" in host else host
+    return f"http://{address}:{port}{TEMPLATE_PATH.removeprefix(PREFIX)}"
+
+
 def make_executor_app() -> web.Application:
     app = web.Application()
     add_routes(app, prefix="")

@@ -40,7 +40,6 @@ from router.auth.base import WINDOW_S, Signed
 from router.limits import read_body  # bounded in size and time; aiohttp keeps it for the dialect
 from router.ratelimit import RateLimiter
 from router.store.base import IdempotencyRecord, Store
-from router.store.memory import MemoryStore
 
 __all__ = ["VERIFIER", "WINDOW_S", "NonceCache", "Signed", "Verifier", "load_credentials"]
 
@@ -152,7 +151,7 @@ class Verifier:
 
     def share_nonces(self, store: Store) -> None:
         """Also record nonces in ``store``, unless it is the one-process memory store."""
-        self._shared = None if isinstance(store, MemoryStore) else store
+        self._shared = None if store.in_process else store
 
     async def cloudflow(self, request: web.Request, params: Mapping[str, str], action: str) -> str:
         """Verify a CloudFlow request (``params``: query and form merged, ``action``: the

@@ -78,6 +78,10 @@ class MemoryStore:
         self._buckets: dict[str, ratelimit.Bucket] = {}
         self._expiring_writes = 0
 
+    @property
+    def in_process(self) -> bool:
+        return True
+
     def _changed(self, state: _FlowState) -> None:
         """Bump the flow's revision and tell every route cache in this process."""
         state.revision += 1
