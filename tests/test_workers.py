@@ -199,3 +199,16 @@ def test_workers_refused_where_processes_cannot_share_state(
     assert "Traceback" not in done.stderr
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
         pass
+
+
+def test_redis_without_upstream_serves_with_one_worker_and_says_why(
+    processes: Processes, redis_server: RedisServer
+) -> None:
+    """The plainest Redis trial: no --workers, no --upstream (the built-in executor)."""
+    gateway = processes.start("--store", redis_server.url, "--key-prefix", f"w1{uuid.uuid4().hex}")
+    assert worker_pids(gateway.pid) == []  # this process serves, no supervisor
+    assert "serving with 1 worker: the built-in reference executor" in gateway.log()
+    assert "(store redis://127.0.0.1:" in gateway.log() and ", 1 worker)" in gateway.log()
+    conn = Connection(gateway.port)
+    setup_flow(conn, "orders", 1, "prod", (1, 100))
+    assert ok(execute(conn, "orders", "prod")).version == "1"
