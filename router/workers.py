@@ -88,7 +88,10 @@ class ListenError(Exception):
     """The address cannot be listened on (taken, not ours, not an address)."""
 
     def __init__(self, host: str, port: int, error: OSError) -> None:
-        reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        if isinstance(error, socket.gaierror):  # a host name that does not resolve
+            reason = str(error.strerror)
+        else:  # asyncio's own message repeats the address; the errno's text does not
+            reason = os.strerror(error.errno).lower() if error.errno else str(error)
         super().__init__(f"cannot listen on {_address(host, port)}: {reason}")
 
 
