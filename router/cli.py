@@ -332,17 +332,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "executor":
             run_executor(args.host, args.port)
             return 0
-        config = config_from_args(args)
-        workers = worker_count(args.workers, config)
-        if config.credentials is not None and not is_in_process_url(config.store):
-            _warn_without_persistence(config.store)
-        if workers == 1:
-            run_worker(config, reuse_port=False, access_log=args.access_log, announce=True)
-            return 0
-        return supervise(config, workers, access_log=args.access_log, log_level=level.upper())
-    except (ValueError, ListenError) as e:
+        return _serve(args, level.upper())
+    except ListenError as e:
         print(f"flow-router: {e}", file=sys.stderr)
         return 2
+
+
+def _serve(args: argparse.Namespace, level: str) -> int:
+    try:
+        config = config_from_args(args)
+        workers = worker_count(args.workers, config)
+    except ValueError as e:
+        print(f"flow-router: {e}", file=sys.stderr)
+        return 2
+    if config.credentials is not None and not is_in_process_url(config.store):
+        _warn_without_persistence(config.store)
+    if workers == 1:
+        run_worker(config, reuse_port=False, access_log=args.access_log, announce=True)
+        return 0
+    return supervise(config, workers, access_log=args.access_log, log_level=level)
 
 
 def _warn_without_persistence(url: str) -> None:

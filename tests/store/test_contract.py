@@ -599,7 +599,7 @@ async def test_listen_announces_every_change(store: Any) -> None:
 
 async def test_listen_ends_when_cancelled_at_any_point(store: Any) -> None:
     # Cancelling while it subscribes used to be lost on Python 3.11 (see
-    # router.store.redis._honour_cancellation) and hung the gateway's shutdown.
+    # router.store.redis_feed._honour_cancellation) and hung the gateway's shutdown.
     for delay in [0, 0.0003, 0.0006, 0.001, 0.002, 0.005] * 5:
         follower = asyncio.create_task(store.listen(lambda flow_id: None, lambda: None))
         await asyncio.sleep(delay)
