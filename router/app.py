@@ -18,6 +18,7 @@ from aiohttp import web
 
 from router import executor
 from router.auth import VERIFIER, Verifier
+from router.badrequests import ServerLog
 from router.config import Config
 from router.dialects import bedrock, cloudflow
 from router.errors import Unavailable
@@ -54,10 +55,13 @@ async def _metrics(request: web.Request) -> web.Response:
 
 def make_app(config: Config, store: Store | None = None) -> web.Application:
     """The gateway app. ``store`` overrides ``config.store`` (tests pass one in)."""
-    app = web.Application(client_max_size=config.max_body_bytes)
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        handler_args={"logger": ServerLog(metrics.bad_requests)},  # router/badrequests
+    )
     app[CONFIG] = config
     app[BODY_TIMEOUT] = config.body_timeout_s
-    metrics = Metrics()
     app[METRICS] = metrics
     upstream = UpstreamTemplate(config.upstream_template())
     forwarder = Forwarder(config.timeouts, config.max_idle_per_host, config.version_limits, metrics)

@@ -119,6 +119,13 @@ class Metrics:
             ["flow", "version", "reason"],
             registry=self.registry,
         )
+        self.bad_requests = Counter(
+            "flow_router_bad_requests",
+            "Requests aiohttp's HTTP parser rejected (answered 400, logged as one line), "
+            "by reason: method, request_line, url, too_long, header, body, framing, other.",
+            ["reason"],
+            registry=self.registry,
+        )
         self._paths: dict[tuple[str, str, str], ExecutionMetrics] = {}
         self._weights: dict[tuple[str, str], set[str]] = {}
 
