@@ -2,7 +2,7 @@
 
 aiohttp answers malformed framing (a bad request line, header or chunk) with a
 400 by itself and logs it on ``aiohttp.server`` as an ERROR with the whole
-traceback, 600–850 bytes for every junk request, so junk traffic floods the
+traceback, 600-850 bytes for every junk request, so junk traffic floods the
 log. :class:`ServerLog` is handed to aiohttp as the server's logger instead
 (``handler_args={"logger": …}``): a parser rejection becomes one WARNING line
 with the peer, a reason and the parser's message, and counts in
