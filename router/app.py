@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from router import executor
+from router import executor, respond
 from router.auth import VERIFIER, Verifier
 from router.badrequests import ServerLog
 from router.config import Config
@@ -59,6 +59,8 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
     app = web.Application(
         client_max_size=config.max_body_bytes,
         handler_args={"logger": ServerLog(metrics.bad_requests)},  # router/badrequests
+        # First, so outermost: it sees every final answer (router/respond).
+        middlewares=[respond.middleware(config.send_timeout_s, metrics.send_timeouts)],
     )
     app[CONFIG] = config
     app[BODY_TIMEOUT] = config.body_timeout_s

@@ -126,6 +126,12 @@ class Metrics:
             ["reason"],
             registry=self.registry,
         )
+        self.send_timeouts = Counter(
+            "flow_router_send_timeouts",
+            "Connections closed because the client read nothing of a large answer "
+            "for --send-timeout seconds.",
+            registry=self.registry,
+        )
         self._paths: dict[tuple[str, str, str], ExecutionMetrics] = {}
         self._weights: dict[tuple[str, str], set[str]] = {}
 
