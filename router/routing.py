@@ -192,8 +192,9 @@ class RouteCache:
         else:
             found = next((f for f, r in self._last.items() if r.flow.name == ref), None)
             kept = self._last.pop(found) if found is not None else None
-        if kept is None:
-            return None
+        if kept is None:  # a concurrent load (by the other key) may have put it back
+            cached = self._flows.get(ref if by_id else self._ids.get(ref, ""))
+            return cached if cached is not None and (by_id or cached.flow.name == ref) else None
         self._flows[kept.flow.id] = kept
         self._ids[kept.flow.name] = kept.flow.id
         return kept

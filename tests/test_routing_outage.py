@@ -39,6 +39,11 @@ class FlakyStore:
         self.refusals: Counter[str] = Counter()
         self.refused = asyncio.Event()  # set on every refusal
         self.subscribed = asyncio.Event()  # set when the change feed (re)subscribes
+        # If set, a refused call first waits for it, as a call waits out a socket
+        # timeout; ``stalled`` counts the calls waiting.
+        self.gate: asyncio.Event | None = None
+        self.stalled = 0
+        self.two_stalled = asyncio.Event()
 
     def __getattr__(self, name: str) -> Any:
         target = getattr(self.inner, name)
@@ -47,6 +52,11 @@ class FlakyStore:
 
         async def call(*args: Any, **kwargs: Any) -> Any:
             if name in self.down:
+                if self.gate is not None:
+                    self.stalled += 1
+                    if self.stalled >= 2:
+                        self.two_stalled.set()
+                    await self.gate.wait()
                 self.refusals[name] += 1
                 self.refused.set()
                 raise Unavailable("store unreachable (injected)")
@@ -181,3 +191,22 @@ async def test_what_was_never_cached_still_fails_and_deletes_still_apply(
         await cache.by_name("orders")
     await cache.reload(flow.id)  # the background reload, awaited here
     assert cache._last == {}  # nothing kept for a flow that is gone
+
+
+async def test_a_reload_and_a_request_failing_together_both_keep_routing(
+    backend: StoreBackend,
+) -> None:
+    """The background reload (by id) and a request's load (by name) both time out."""
+    flow = await _flow_with_alias(backend.open())
+    flaky = FlakyStore(backend.open())
+    cache = RouteCache(flaky, Metrics(), check_interval_s=3600)  # type: ignore[arg-type]
+    before = await cache.by_name("orders")
+    flaky.down = {"snapshot"}
+    flaky.gate = asyncio.Event()
+    cache.invalidate(flow.id)  # starts the reload by id
+    request = asyncio.create_task(cache.by_name("orders"))  # a load by name
+    await asyncio.wait_for(flaky.two_stalled.wait(), WAIT_S)
+    flaky.gate.set()
+    assert await request is before
+    assert await cache.by_id(flow.id) is before
+    assert await cache.by_name("orders") is before
