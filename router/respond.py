@@ -53,7 +53,7 @@ async def send_bounded(
     body = response.body if isinstance(response, web.Response) else None
     if not isinstance(body, bytes | bytearray) or len(body) <= STREAM_ABOVE:
         return response
-    if response.prepared or response.compression:
+    if response.prepared or response.compression or request.method == hdrs.METH_HEAD:
         return response
     streamed = web.StreamResponse(status=response.status, reason=response.reason)
     for name, value in response.headers.items():

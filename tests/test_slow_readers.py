@@ -245,3 +245,24 @@ def test_rss_under_twenty_non_readers_stays_bounded(processes: Processes) -> Non
         for s in sockets:
             s.close()
     assert peak - before < BOUND_MB, f"RSS {before:.0f} -> {peak:.0f} MB"
+
+
+# -- the flags ---------------------------------------------------------------------------
+
+
+def _config(*argv: str) -> Any:
+    from router import cli
+
+    return cli.config_from_args(cli._parser().parse_args(["serve", *argv]))
+
+
+def test_send_timeout_and_definition_cache_flags() -> None:
+    default = _config()
+    assert default.send_timeout_s == respond.DEFAULT_SEND_TIMEOUT_S == 30.0
+    assert default.settings.definition_cache_bytes == 64 * 1024 * 1024
+    given = _config("--send-timeout", "5", "--definition-cache-bytes", "1000")
+    assert (given.send_timeout_s, given.settings.definition_cache_bytes) == (5.0, 1000)
+    with pytest.raises(ValueError, match="--send-timeout"):
+        _config("--send-timeout", "0")
+    with pytest.raises(ValueError, match="--definition-cache-bytes"):
+        _config("--definition-cache-bytes", "-1")
