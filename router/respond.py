@@ -92,6 +92,10 @@ def middleware(
 
     @web.middleware
     async def bounded(request: web.Request, handler: Handler) -> web.StreamResponse:
-        return await send_bounded(request, await handler(request), send_timeout_s, timeouts)
+        response = await handler(request)
+        body = response.body if isinstance(response, web.Response) else None
+        if isinstance(body, bytes) and len(body) > STREAM_ABOVE:  # else: no extra await
+            return await send_bounded(request, response, send_timeout_s, timeouts)
+        return response
 
     return bounded
