@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from router import executor
+from router import executor, respond
 from router.auth import VERIFIER, Verifier
+from router.badrequests import ServerLog
 from router.config import Config
 from router.dialects import bedrock, cloudflow
 from router.errors import Unavailable
@@ -57,10 +58,15 @@ async def _metrics(request: web.Request) -> web.Response:
 
 def make_app(config: Config, store: Store | None = None) -> web.Application:
     """The gateway app. ``store`` overrides ``config.store`` (tests pass one in)."""
-    app = web.Application(client_max_size=config.max_body_bytes)
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        handler_args={"logger": ServerLog(metrics.bad_requests)},  # router/badrequests
+        # First, so outermost: it sees every final answer (router/respond).
+        middlewares=[respond.middleware(config.send_timeout_s, metrics.send_timeouts)],
+    )
     app[CONFIG] = config
     app[BODY_TIMEOUT] = config.body_timeout_s
-    metrics = Metrics()
     app[METRICS] = metrics
     upstream = UpstreamTemplate(config.upstream_template())
     forwarder = Forwarder(config.timeouts, config.max_idle_per_host, config.version_limits, metrics)

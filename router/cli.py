@@ -139,6 +139,11 @@ def _parser() -> argparse.ArgumentParser:
         "seconds between route-cache revision checks, the staleness bound when a "
         "change announcement is lost",
     )  # fmt: skip
+    option.number(
+        "definition-cache-bytes", int, _SETTINGS.definition_cache_bytes,
+        "bytes of version definitions each process keeps for execution answers, least "
+        "recently used dropped first",
+    )  # fmt: skip
     option.switch("access-log", "log every request (off by default: it costs throughput)")
     option.text(
         "credentials", None,
@@ -191,6 +196,11 @@ def _add_limit_arguments(option: _Options) -> None:
         "on SIGTERM: seconds to let requests in progress finish before exiting",
     )  # fmt: skip
     number(
+        "send-timeout", float, d.send_timeout_s,
+        "seconds a client may read nothing of a large answer before its connection is "
+        "closed",
+    )  # fmt: skip
+    number(
         "rate-limit", float, d.rate_limit,
         "requests/s each access key may make, across all replicas on Redis; needs "
         "--credentials (0: no limit)",
@@ -205,7 +215,7 @@ def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The Config fields of :func:`_add_limit_arguments`, checked."""
     if args.max_body_bytes < 1:
         raise ValueError("--max-body-bytes must be at least 1")
-    for name in ("body_timeout", "idle_timeout", "drain_timeout"):
+    for name in ("body_timeout", "idle_timeout", "drain_timeout", "send_timeout"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive")
     if args.rate_limit < 0 or args.rate_burst < 0:
@@ -224,6 +234,7 @@ def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
         "body_timeout_s": args.body_timeout,
         "idle_timeout_s": args.idle_timeout,
         "drain_timeout_s": args.drain_timeout,
+        "send_timeout_s": args.send_timeout,
     }
 
 
@@ -299,6 +310,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     max_routes = args.max_routes if args.n_way else CLOUDFLOW_MAX_ROUTES
     if args.cache_check_interval <= 0:
         raise ValueError("--cache-check-interval must be positive")
+    if args.definition_cache_bytes < 0:
+        raise ValueError("--definition-cache-bytes must not be negative")
     credentials = load_credentials(args.credentials) if args.credentials else None
     check_exposure(args.host, credentials, args.insecure)
     return Config(
@@ -314,6 +327,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         settings=Settings(
             max_routes={Api.CLOUDFLOW: max_routes, Api.BEDROCK: 1},
             cache_check_interval_s=args.cache_check_interval,
+            definition_cache_bytes=args.definition_cache_bytes,
             **_quota_settings(args),
         ),
         credentials=credentials,

@@ -28,6 +28,8 @@ class Config:
     body_timeout_s: float = limits.DEFAULT_BODY_TIMEOUT_S
     idle_timeout_s: float = limits.DEFAULT_IDLE_TIMEOUT_S
     drain_timeout_s: float = 30.0
+    # a client that reads nothing of a large answer for this long is disconnected
+    send_timeout_s: float = 30.0  # router/respond.DEFAULT_SEND_TIMEOUT_S
     settings: Settings = field(default_factory=Settings)
     region: str = "us-east-1"
     account_id: str = "123456789012"

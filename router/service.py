@@ -24,8 +24,10 @@ from router.errors import (
     VersionNotFound,
 )
 from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
+from router.lru import ByteLRU
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
+from router.paging import by_bytes, encoded_size
 from router.routing import CompiledAlias, FlowRoutes, RouteCache
 from router.store.base import ExecutionRecord, Page, Store
 
@@ -45,6 +47,7 @@ class Settings:
     max_flows: int | None = 1000
     max_versions_per_flow: int | None = 100  # counts existing versions
     max_aliases_per_flow: int | None = 100
+    definition_cache_bytes: int = 64 * 1024 * 1024  # per process (router/lru)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +91,9 @@ class Gateway:
         self.cache = RouteCache(store, metrics, self.settings.cache_check_interval_s)
         self._random = (rng or random.Random()).random
         # Versions are immutable, so their definitions can be cached for good.
-        self._definitions: dict[tuple[str, str], Any] = {}
+        self._definitions: ByteLRU[tuple[str, str], Any] = ByteLRU(
+            self.settings.definition_cache_bytes, encoded_size
+        )
 
     # flows --------------------------------------------------------------------
     async def create_flow(
@@ -349,15 +354,14 @@ class Gateway:
         if not (version.isascii() and version.isdigit()):  # DRAFT: the flow itself
             return flow.definition
         key = (flow.id, version)
-        if key not in self._definitions:
-            try:
-                found = await self.store.get_version(flow.id, int(version))
-            except (VersionNotFound, Unavailable):
-                return None
-            if len(self._definitions) >= 10_000:
-                self._definitions.clear()
-            self._definitions[key] = found.definition
-        return self._definitions[key]
+        if key in self._definitions:
+            return self._definitions.get(key)
+        try:
+            found = await self.store.get_version(flow.id, int(version))
+        except (VersionNotFound, Unavailable):
+            return None
+        self._definitions.put(key, found.definition)
+        return found.definition
 
     async def describe_execution(self, flow: Flow, name: str | None) -> Execution:
         name = model.require(name, "ExecutionName")
@@ -389,7 +393,7 @@ class Gateway:
                 f"{fields.limit} must be between 1 and {self.settings.max_page}", fields.limit
             )
         try:
-            return await fetch(limit, token)
+            return await by_bytes(fetch, limit, token)
         except InvalidToken as e:
             raise InvalidArgument(f"{fields.token}: {e.message}", fields.token) from None
 

@@ -290,6 +290,45 @@ def _assert_status(status: int, expected: int) -> None:
     assert status == expected
 
 
+def test_an_announcement_whose_reload_cannot_reach_redis_keeps_routing(
+    gateways: Gateways, durable_redis: RedisServer
+) -> None:
+    """Issue 10, bug 7: an invalidation during an outage must not drop a cached flow.
+
+    One pipeline announces a change to the flow and then pauses every write
+    (``CLIENT PAUSE … WRITE``): the announcement reaches the gateway only once
+    the pause holds, so its reload (a store script, which the pause blocks)
+    fails on the socket timeout while executions keep coming through the alias.
+    """
+    prefix = _prefix()
+    gateway = gateways.start(durable_redis.url, prefix)
+    client = client_for(gateway)
+    create_flow(client, "f1", versions=2)
+    create_alias(client, "f1", "prod", ("1", 30), ("2", 70))
+    for _ in range(10):  # warm: the alias, and both versions' definitions
+        start(client, "f1", "prod")
+    flow_id = client.describe_flow(models.DescribeFlowRequest(name="f1")).body.id
+    errors = "flow_router_route_cache_errors_total"
+    failed_before = value(scrape(gateway), errors) or 0
+    raw = redis.Redis.from_url(durable_redis.url)
+    try:
+        with Hammer(gateway, "f1", "prod") as hammer:
+            _until(lambda: hammer.ok > 5, "executions before the pause")
+            pipe = raw.pipeline(transaction=False)
+            pipe.publish(f"{prefix}:changes", flow_id)
+            pipe.execute_command("CLIENT", "PAUSE", 3000, "WRITE")
+            pipe.execute()
+            _until(
+                lambda: (value(scrape(gateway), errors) or 0) > failed_before, "the reload to fail"
+            )
+            during = hammer.ok
+            _until(lambda: hammer.ok > during + 20, "executions after the failed reload")
+    finally:
+        raw.execute_command("CLIENT", "UNPAUSE")
+        raw.close()
+    assert hammer.errors == []
+
+
 # -- reconnect and resynchronise ----------------------------------------------------------
 
 
