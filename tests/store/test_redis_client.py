@@ -21,7 +21,8 @@ from router.store import open_store
 from router.store.base import ExecutionRecord, IdempotencyRecord
 from router.store.redis import RedisStore
 from router.store.redis_client import connect
-from tests.conftest import RedisClusterNodes, RedisSentinel, _free_port
+from tests.harness import free_port
+from tests.redis_servers import RedisClusterNodes, RedisSentinel
 from tests.store.test_contract import a_flow, an_alias, flow_with_versions
 
 # -- URL forms ---------------------------------------------------------------------
@@ -180,8 +181,8 @@ async def test_cluster_change_feed_is_heard_on_every_node(redis_cluster: RedisCl
 
 async def test_unreachable_sentinel_and_cluster_raise_unavailable() -> None:
     for url in (
-        f"redis+sentinel://127.0.0.1:{_free_port()}/mymaster",
-        f"redis+cluster://127.0.0.1:{_free_port()}",
+        f"redis+sentinel://127.0.0.1:{free_port()}/mymaster",
+        f"redis+cluster://127.0.0.1:{free_port()}",
     ):
         store = RedisStore.from_url(url, "fr")
         try:
