@@ -124,6 +124,13 @@ def poll(
     pytest.fail(f"not converged within {bound_s}s; last answer {answer.status} {answer.body}")
 
 
+def wait_logged(process: GatewayProcess, text: str, bound_s: float) -> None:
+    deadline = time.monotonic() + bound_s
+    while text not in process.log():
+        assert time.monotonic() < deadline, f"{text!r} not logged within {bound_s}s"
+        time.sleep(0.05)
+
+
 def on(version: str) -> Callable[[Answer], bool]:
     return lambda answer: answer.status == 200 and answer.version == version
 
@@ -237,10 +244,15 @@ def test_resubscription_resyncs_what_was_missed(
     a, b = replicas
     setup_flow(a.conn, "orders", 2, "prod", (1, 100), (2, 0))
     assert ok(execute(b.conn, "orders", "prod")).version == "1"
+    setup_flow(a.conn, "barrier", 2, "prod", (1, 100), (2, 0))
+    assert ok(execute(b.conn, "barrier", "prod")).version == "1"
     _route_behind_the_store(
         redis_server.url, b.prefix, "orders", "prod", Route(1, 0), Route(2, 100)
     )
-    time.sleep(0.3)
+    # Instead of waiting a while: one channel delivers in order, so once B has
+    # heard this later announcement it has heard everything announced before it.
+    update_alias(a.conn, "barrier", "prod", (1, 0), (2, 100))
+    poll(b.conn, "barrier", "prod", on("2"), PROPAGATION_BOUND_S)
     assert {execute(b.conn, "orders", "prod").version for _ in range(5)} == {"1"}  # stale
     admin = redis.Redis.from_url(redis_server.url)
     try:
@@ -296,7 +308,7 @@ def test_redis_outage_and_restart(
         named = execute(b.conn, "orders", "prod", name="during-outage")
         assert (named.status, named.code) == (503, "ServiceUnavailable"), named.body
         # the periodic check failed meanwhile (logged), without dropping the warm route
-        time.sleep(1.2)
+        wait_logged(b.process, "revision check failed", RESYNC_BOUND_S)
         assert ok(execute(b.conn, "orders", "prod")).version == "1"
     finally:
         own_redis.start()

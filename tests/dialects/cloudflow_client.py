@@ -32,7 +32,7 @@ from prometheus_client.samples import Sample
 
 from tests.dialects.conftest import start_gateway
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor
-from tests.plugin import open_store
+from tests.plugin import StoreBackend, make_backend
 
 DEFINITION = "version: v1\ntype: flow\nsteps:\n  - type: pass\n    name: hello"
 
@@ -191,13 +191,25 @@ def custom_gateway(
     **config: Any,
 ) -> Iterator[GatewayServer]:
     """Like the ``gateway`` fixture, with ``Config`` overrides (upstream, timeouts)."""
-    store = open_store(store_kind, request)
+    with gateway_on(make_backend(store_kind, request), bg_loop, recording_executor, **config) as gw:
+        yield gw
+
+
+@contextmanager
+def gateway_on(
+    backend: StoreBackend,
+    bg_loop: BackgroundLoop,
+    recording_executor: RecordingExecutor,
+    **config: Any,
+) -> Iterator[GatewayServer]:
+    """``custom_gateway`` on a store whose backend the test holds (to pass its time)."""
+    store = backend.open()
     server = start_gateway(bg_loop, store, recording_executor, **config)
     try:
         yield server
     finally:
         bg_loop.run(server.stop())
-        bg_loop.run(store.close())
+        bg_loop.run(backend.close())
 
 
 # -- operations endpoints ---------------------------------------------------------------

@@ -8,7 +8,6 @@ validation rule in ``test_bedrock_errors.py``.
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,7 @@ from tests.dialects.bedrock_client import (
 )
 from tests.dialects.conftest import GATEWAY_STORES
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor, free_port
+from tests.plugin import make_backend
 
 ID = re.compile(r"[0-9a-zA-Z]{10}")
 # make_app builds its Gateway without a seedable rng, so the split test cannot fix the
@@ -315,6 +315,7 @@ def test_concurrent_creates_with_one_token_create_once(gateway: GatewayServer) -
     assert len(agent.list_flow_aliases(flowIdentifier=flow_id)["flowAliasSummaries"]) == 1
 
 
+@pytest.mark.redis_clock
 @pytest.mark.parametrize("store_kind", GATEWAY_STORES)
 def test_client_tokens_expire(
     request: pytest.FixtureRequest,
@@ -322,9 +323,8 @@ def test_client_tokens_expire(
     recording_executor: RecordingExecutor,
     store_kind: str,
 ) -> None:
-    with cf.custom_gateway(
-        request, bg_loop, recording_executor, store_kind, idempotency_ttl_s=1
-    ) as gateway:
+    backend = make_backend(store_kind, request)
+    with cf.gateway_on(backend, bg_loop, recording_executor, idempotency_ttl_s=1) as gateway:
         agent = agent_client(gateway)
         flow_id = create_flow(agent, "f1")
         token = _token()
@@ -334,7 +334,7 @@ def test_client_tokens_expire(
         assert (
             agent.create_flow_version(flowIdentifier=flow_id, clientToken=token)["version"] == "1"
         )
-        time.sleep(1.5)
+        bg_loop.run(backend.pass_time(1.5))
         assert (
             agent.create_flow_version(flowIdentifier=flow_id, clientToken=token)["version"] == "2"
         )
