@@ -319,6 +319,8 @@ async def test_circuit_opens_fails_fast_and_closes_after_a_good_probe(
         ok(await gw.execute("2", "other-version"))  # its own circuit, closed
 
         executor_process.set({"f/1": "slow 0.3"})  # healthy again, a little slow
+        # The reset period passing in a real gateway is what is tested here (the
+        # breaker's own timing is tested on given times in test_breaker.py).
         await asyncio.sleep(0.6)
         probe = asyncio.create_task(gw.execute("prod", "probe"))
         await executor_process.wait_seen(5)  # fail0-2, other-version, probe
@@ -344,7 +346,7 @@ async def test_a_failed_probe_opens_the_circuit_again(executor_process: FaultExe
         for i in range(2):
             assert (await gw.execute("prod", f"fail{i}")).code == "ExecutorFailed"
         assert (await gw.execute("prod", "fast1")).code == "ExecutorUnavailable"
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the reset period passing is the thing under test
         assert (await gw.execute("prod", "probe")).code == "ExecutorFailed"  # sent, failed
         again = await gw.execute("prod", "fast2")  # open again at once, no new streak needed
         assert (again.code, again.elapsed < 0.25) == ("ExecutorUnavailable", True)

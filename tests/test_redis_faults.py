@@ -367,7 +367,7 @@ def test_acknowledged_writes_survive_and_refused_ones_are_absent(
     thread.start()
     _until(lambda: len(acknowledged) >= 10, "writes before the stop")
     durable_redis.stop()
-    time.sleep(0.3)
+    _until(lambda: bool(ambiguous), "the writer to meet the outage")
     for i in range(5):  # certainly refused: nothing listens
         name = f"x{i}"
         with pytest.raises(ServerException):
