@@ -161,7 +161,7 @@ def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClu
     for i in range(3):
         directory = tmp_path_factory.mktemp(f"cluster{i}")
         # The bus port is given explicitly: the default (port + 10000) may not exist.
-        args = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+        args: tuple[str, ...] = ("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
         args += ("--cluster-port", str(free_port()), "--cluster-node-timeout", "2000")
         nodes.append(RedisServer(binary, directory, args))
     try:
@@ -283,4 +283,5 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[Store]:
 @pytest.fixture
 def store_backend(store: Store, request: pytest.FixtureRequest) -> StoreBackend:
     """The backend behind this test's ``store``."""
-    return request.node.stash[_BACKEND]
+    backend: StoreBackend = request.node.stash[_BACKEND]
+    return backend

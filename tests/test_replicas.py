@@ -39,6 +39,8 @@ from tests.processes import (
 )
 from tests.redis_servers import RedisServer, redis_binary, start_on_free_port
 
+pytestmark = pytest.mark.network  # flow-router serve processes on a real Redis throughout
+
 PROPAGATION_BOUND_S = 2.0  # pub/sub path: the target is 0.1 s, this only catches "never"
 RESYNC_BOUND_S = 5.0  # after a dropped subscription: reconnect backoff + revision check
 POLL_PAUSE_S = 0.002

@@ -29,6 +29,8 @@ from tests.processes import (
 )
 from tests.redis_servers import RedisServer
 
+pytestmark = pytest.mark.network  # flow-router serve processes throughout
+
 EXECUTIONS = 50
 DELAY_S = 1.0  # how long the executor takes: long enough to be in flight at SIGTERM
 DRAIN_S = 10.0

@@ -37,6 +37,8 @@ from tests.processes import (
 )
 from tests.redis_servers import RedisServer
 
+pytestmark = pytest.mark.network  # flow-router serve processes throughout
+
 WORKERS = 2
 EXECUTIONS = "flow_router_executions_total"
 WEIGHT = "flow_router_alias_weight"

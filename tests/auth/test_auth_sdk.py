@@ -388,6 +388,7 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
+@pytest.mark.network  # a flow-router serve process
 @pytest.mark.parametrize(
     ("args", "env"),
     [
@@ -406,6 +407,7 @@ def test_cli_refuses_a_public_address_without_credentials(
     assert "--credentials" in result.stderr and "--insecure" in result.stderr
 
 
+@pytest.mark.network  # a flow-router serve process
 def test_cli_refuses_a_bad_credentials_file(tmp_path: Path) -> None:
     bad = tmp_path / "keys.json"
     bad.write_text('["not", "an", "object"]')
