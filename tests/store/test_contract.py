@@ -1,4 +1,4 @@
-"""The Store contract, run identically on every store kind (see tests/conftest.py).
+"""The Store contract, run identically on every store kind (see tests/plugin.py).
 
 MemoryStore is the reference: whatever it does, every other store must do too.
 The last section holds what only a Redis store has: its key layout and how it
