@@ -35,14 +35,8 @@ def gateway(
 ) -> Iterator[GatewayProcess]:
     with Processes(tmp_path_factory.mktemp("limits")) as processes:
         yield processes.start(
-            *(
-                "--store",
-                "memory://",
-                "--workers",
-                "1",
-                "--upstream",
-                recording_executor_session.template,
-            ),
+            *("--store", "memory://", "--workers", "1"),
+            *("--upstream", recording_executor_session.template),
             *("--idle-timeout", str(IDLE_TIMEOUT_S), "--body-timeout", str(BODY_TIMEOUT_S)),
             *("--max-body-bytes", str(MAX_BODY)),
         )
