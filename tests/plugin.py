@@ -21,6 +21,10 @@ One name per kind of thing, so a test says which one it gets:
     more handles on its data. :func:`open_store` is the same factory for one kind,
     for fixtures that build a gateway on it.
 
+Plain functions the fixtures share: :func:`tests.harness.free_port` (the only one),
+:func:`open_store` and :func:`make_backend` (the only store factory), and the Redis
+process classes in tests/redis_servers.py.
+
 Markers: a test that uses a real Redis or a subprocess gets ``network`` here
 (:func:`pytest_collection_modifyitems`); modules mark the rest themselves. The
 fast lane is ``python -m pytest -m "not slow and not network"``.
