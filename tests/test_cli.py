@@ -23,9 +23,9 @@ from router import __version__
 from router.cli import _parser
 from router.config import Config
 from router.store import redact_url
-from tests.conftest import RedisServer, redis_binary, start_on_free_port
 from tests.harness import RecordingExecutor, free_port
 from tests.processes import Connection, GatewayProcess, Processes, execute, ok, setup_flow
+from tests.redis_servers import RedisServer, redis_binary, start_on_free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 PASSWORD = "s3cret-Pa55"
@@ -190,11 +190,11 @@ def test_serve_on_a_taken_port_is_one_line_and_exit_2(taken_port: int) -> None:
 def test_workers_on_a_taken_port_is_one_line_and_exit_2(
     taken_port: int,
     redis_server: RedisServer,
-    executor: RecordingExecutor,
+    recording_executor: RecordingExecutor,
 ) -> None:
     done = flow_router(
         *("serve", "--host", "127.0.0.1", "--port", str(taken_port), "--workers", "2"),
-        *("--store", redis_server.url, "--upstream", executor.template),
+        *("--store", redis_server.url, "--upstream", recording_executor.template),
     )
     assert_cannot_listen(done, taken_port)
 

@@ -39,13 +39,6 @@ from router.config import Config
 from router.errors import Unavailable
 from router.service import Settings
 from router.store.redis import RedisStore
-from tests.conftest import (
-    SENTINEL_SERVICE,
-    RedisServer,
-    SentinelProcess,
-    redis_binary,
-    start_on_free_port,
-)
 from tests.dialects import bedrock_client
 from tests.dialects.cloudflow_client import (
     client_for,
@@ -59,13 +52,22 @@ from tests.dialects.cloudflow_client import (
     value,
 )
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor, free_port
+from tests.redis_servers import (
+    SENTINEL_SERVICE,
+    RedisServer,
+    SentinelProcess,
+    redis_binary,
+    start_on_free_port,
+)
 from tests.store.test_contract import a_flow, an_alias
+
+pytestmark = pytest.mark.network  # real redis-servers (sentinel, failover) throughout
 
 FAIL_FAST_S = 3.0  # "within ~2 s" (the client's socket timeout), asserted loosely
 RESYNCS = "flow_router_route_cache_resyncs_total"
 
 
-# -- fixtures: a durable redis-server, a loop, an executor, gateways ---------------------
+# -- fixtures: a durable redis-server, gateways (on tests/plugin.py's loop and executor) --
 
 
 @pytest.fixture(scope="module")
@@ -76,21 +78,6 @@ def durable_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
     start_on_free_port(server)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[BackgroundLoop]:
-    background = BackgroundLoop()
-    yield background
-    background.close()
-
-
-@pytest.fixture(scope="module")
-def recorder(loop: BackgroundLoop) -> Iterator[RecordingExecutor]:
-    executor = RecordingExecutor()
-    loop.run(executor.start())
-    yield executor
-    loop.run(executor.stop())
 
 
 @dataclass
@@ -122,10 +109,9 @@ class Gateways:
 
 @pytest.fixture
 def gateways(
-    loop: BackgroundLoop, recorder: RecordingExecutor, durable_redis: RedisServer
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor, durable_redis: RedisServer
 ) -> Iterator[Gateways]:
-    recorder.reset()
-    found = Gateways(loop, recorder)
+    found = Gateways(bg_loop, recording_executor)
     try:
         yield found
     finally:
@@ -420,7 +406,7 @@ def test_acknowledged_writes_survive_and_refused_ones_are_absent(
     thread.start()
     _until(lambda: len(acknowledged) >= 10, "writes before the stop")
     durable_redis.stop()
-    time.sleep(0.3)
+    _until(lambda: bool(ambiguous), "the writer to meet the outage")
     for i in range(5):  # certainly refused: nothing listens
         name = f"x{i}"
         with pytest.raises(ServerException):

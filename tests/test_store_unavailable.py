@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import RedisServer, redis_binary, start_on_free_port
 from tests.processes import Connection, Processes, setup_flow
+from tests.redis_servers import RedisServer, redis_binary, start_on_free_port
 
 REQUESTS = 8
 # What redis-py's messages are made of: never in an answer.

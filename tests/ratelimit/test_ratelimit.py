@@ -58,10 +58,17 @@ async def test_store_buckets(store: Store) -> None:
 
 
 @pytest.fixture
-def limited(bg_loop: BackgroundLoop, executor: RecordingExecutor) -> Iterator[GatewayServer]:
+def limited(
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
+) -> Iterator[GatewayServer]:
     store = MemoryStore()
     server = start_gateway(
-        bg_loop, store, executor, credentials=dict(CREDENTIALS), rate_limit=0.2, rate_burst=3
+        bg_loop,
+        store,
+        recording_executor,
+        credentials=dict(CREDENTIALS),
+        rate_limit=0.2,
+        rate_burst=3,
     )
     yield server
     bg_loop.run(server.stop())
@@ -95,10 +102,14 @@ def test_bedrock_over_the_rate_is_throttled(limited: GatewayServer) -> None:
     assert int(error["ResponseMetadata"]["HTTPHeaders"]["retry-after"]) >= 1
 
 
-def test_the_limit_is_per_access_key(bg_loop: BackgroundLoop, executor: RecordingExecutor) -> None:
+def test_the_limit_is_per_access_key(
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
+) -> None:
     keys = {**CREDENTIALS, "AKIDOTHER": "other-secret"}
     store = MemoryStore()
-    server = start_gateway(bg_loop, store, executor, credentials=keys, rate_limit=0.2, rate_burst=2)
+    server = start_gateway(
+        bg_loop, store, recording_executor, credentials=keys, rate_limit=0.2, rate_burst=2
+    )
     try:
         first = cloudflow_client(server)
         for _ in range(2):
@@ -111,7 +122,7 @@ def test_the_limit_is_per_access_key(bg_loop: BackgroundLoop, executor: Recordin
 
 
 def test_replicas_on_redis_share_one_bucket(
-    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, executor: RecordingExecutor
+    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
 ) -> None:
     from router.store.redis import RedisStore
 
@@ -120,7 +131,12 @@ def test_replicas_on_redis_share_one_bucket(
     stores = [RedisStore.from_url(server_url, prefix) for _ in range(2)]
     replicas = [
         start_gateway(
-            bg_loop, s, executor, credentials=dict(CREDENTIALS), rate_limit=0.2, rate_burst=4
+            bg_loop,
+            s,
+            recording_executor,
+            credentials=dict(CREDENTIALS),
+            rate_limit=0.2,
+            rate_burst=4,
         )
         for s in stores
     ]

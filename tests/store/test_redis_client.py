@@ -22,7 +22,8 @@ from router.store import open_store
 from router.store.base import ExecutionRecord, IdempotencyRecord
 from router.store.redis import RedisStore
 from router.store.redis_client import FailureLog, connect
-from tests.conftest import RedisClusterNodes, RedisSentinel, _free_port
+from tests.harness import free_port
+from tests.redis_servers import RedisClusterNodes, RedisSentinel
 from tests.store.test_contract import a_flow, an_alias, flow_with_versions
 
 # -- URL forms ---------------------------------------------------------------------
@@ -181,8 +182,8 @@ async def test_cluster_change_feed_is_heard_on_every_node(redis_cluster: RedisCl
 
 async def test_unreachable_sentinel_and_cluster_raise_unavailable() -> None:
     for url in (
-        f"redis+sentinel://127.0.0.1:{_free_port()}/mymaster",
-        f"redis+cluster://127.0.0.1:{_free_port()}",
+        f"redis+sentinel://127.0.0.1:{free_port()}/mymaster",
+        f"redis+cluster://127.0.0.1:{free_port()}",
     ):
         store = RedisStore.from_url(url, "fr")
         try:
@@ -221,7 +222,7 @@ def test_failures_are_logged_once_per_interval_with_the_count(
 
 
 async def test_an_unreachable_store_says_only_store_unavailable() -> None:
-    store = RedisStore.from_url(f"redis://127.0.0.1:{_free_port()}/0?socket_connect_timeout=0.5")
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0?socket_connect_timeout=0.5")
     try:
         with pytest.raises(Unavailable) as raised:
             await store.get_flow("orders")
