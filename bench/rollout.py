@@ -1,0 +1,582 @@
+"""Rollout bench: the project's abort rule against a Flagger-style rule and an oracle.
+
+One step at 20% canary weight, baseline failure ratio 1%, one-hour horizon, traffic
+of 1, 10, 100 and 1,000 executions/s (Poisson). On the *same* simulated streams:
+
+- ``project``: ``router.rollout.decision.decide`` called as a driver would, with the
+  step's counts since its start: at every failure of either side (the only moments
+  its evidence against the weight can rise) and on a 5-second tick.
+- ``flagger``: Flagger's request-success-rate check, ``interval: 1m``,
+  ``threshold: 5``, success floor 98% (twice the baseline failure ratio). An
+  interval with no canary execution fails its check ("no values found"), and failed
+  checks accumulate until the 5th rolls back, as Flagger's scheduler does.
+- ``oracle``: Wald's SPRT on the canary's executions, knowing both true failure
+  ratios (``H0: r = 1%`` against ``H1: r = rho * 1%``), alpha 0.01, beta 0.01: the
+  statistical limit.
+
+Healthy canaries (1%) measure false rollbacks; bad ones (2x, 5x, 20x) the canary
+executions and seconds until rollback. ``executions`` are canary executions with a
+known outcome, the unit of the oracle.
+
+Exactness shortcut: ``decide`` can roll back only where the step's evidence against
+the weight alone reaches 1/alpha (its evidence is the smaller of that and the one
+against the realised share), which for ``m`` failures means at least ``k*(m)`` canary
+failures, ``k*`` computed with the router's own evidence function. The bench calls
+``decide`` at exactly those checks; at every other check its verdict is "hold". A
+self-check replays a sample of streams calling ``decide`` at every check and
+requires the same result.
+
+Run: ``python -m bench.rollout [--out DIR] [--quick]``. Without ``--out`` results go
+to a fresh temporary directory; ``--out bench/results`` updates the committed
+``rollout.json``, ``rollout.md`` and ``rollout.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from router.rollout.decision import (
+    Action,
+    Analysis,
+    RolloutSpec,
+    RolloutState,
+    StepCounts,
+    decide,
+)
+from router.rollout.evidence import step_log_evidence
+
+RATES = (1, 10, 100, 1000)
+MULTIPLIERS = (2, 5, 20)
+BASE_RATIO = 0.01
+WEIGHT = 20
+HORIZON = 3600
+TICK = 5  # seconds between the driver's ticks
+ALPHA = 0.01
+ORACLE_BETA = 0.01
+FLAGGER_INTERVAL = 60
+FLAGGER_THRESHOLD = 5
+FLAGGER_MIN_SUCCESS = 0.98  # success floor: twice the baseline failure ratio
+SEED = 20261201
+MAX_POINTS = 2_000_000  # points (failures + ticks) per simulated batch: bounds memory
+REPO = Path(__file__).resolve().parent.parent
+
+SPEC = RolloutSpec(
+    target_version="2",
+    step_weights=(WEIGHT,),
+    # hold the step past the horizon: within it only a rollback can change anything
+    min_step_seconds=2 * HORIZON,
+    max_step_seconds=2 * HORIZON,
+    analysis=Analysis(alpha=ALPHA),
+)
+STATE = RolloutState(step_started_at=0.0)
+
+
+class KStar:
+    """k*(m): fewest canary failures among m with evidence vs the weight >= 1/alpha."""
+
+    def __init__(self, p0: float, alpha: float) -> None:
+        self.p0 = p0
+        # A hair below the threshold: the filter must keep every check decide could fire on.
+        self.log_threshold = math.log(1.0 / alpha) - 1e-9
+        self.table = np.array([1], dtype=np.int64)  # m = 0: impossible (k* = m + 1)
+
+    def upto(self, m_max: int) -> np.ndarray:
+        have = len(self.table)
+        if m_max >= have:
+            values = list(self.table)
+            k = int(values[-1])
+            for m in range(have, m_max + 1):
+                # Monotone: k*(m-1) <= k*(m) <= k*(m-1) + 1 (a baseline failure lowers
+                # the evidence, a canary failure raises it); the loop runs once or twice.
+                while k <= m and step_log_evidence(k, m, self.p0) < self.log_threshold:
+                    k += 1
+                values.append(k)
+            self.table = np.array(values, dtype=np.int64)
+        return self.table
+
+
+@dataclass
+class Outcome:
+    """Per rollout: when each rule rolled back (inf: never within the horizon)."""
+
+    n: int
+    seconds: dict[str, np.ndarray] = field(default_factory=dict)
+    executions: dict[str, np.ndarray] = field(default_factory=dict)
+    flagger_nodata: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    oracle_accepted: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+
+    @classmethod
+    def empty(cls, n: int) -> Outcome:
+        out = cls(n)
+        for rule in ("project", "flagger", "oracle"):
+            out.seconds[rule] = np.full(n, np.inf)
+            out.executions[rule] = np.full(n, np.inf)
+        out.flagger_nodata = np.zeros(n, dtype=bool)
+        out.oracle_accepted = np.zeros(n, dtype=bool)
+        return out
+
+
+@dataclass
+class Window:
+    """Checks of one time window, sorted by rollout then time; counts are cumulative."""
+
+    rid: np.ndarray
+    time: np.ndarray
+    kind: np.ndarray  # 0 canary failure, 1 baseline failure, 2 tick
+    nc: np.ndarray
+    fc: np.ndarray
+    nb: np.ndarray
+    fb: np.ndarray
+
+
+def simulate_window(
+    rng: np.random.Generator,
+    rate: float,
+    ratio: float,
+    t0: int,
+    width: int,
+    carried: np.ndarray,
+) -> Window:
+    """Poisson traffic in (t0, t0 + width] for len(carried) rollouts; carried: (R, 4) counts.
+
+    Failures of each side are Poisson events at exact times; successes between two
+    consecutive checks are Poisson increments, so every check sees exact counts.
+    """
+    r = len(carried)
+    w = WEIGHT / 100.0
+    fc_n = rng.poisson(rate * w * ratio * width, r)
+    fb_n = rng.poisson(rate * (1 - w) * BASE_RATIO * width, r)
+    ticks = width // TICK
+    sizes = fc_n + fb_n + ticks
+    rid = np.repeat(np.arange(r), sizes)
+    starts = np.cumsum(sizes) - sizes
+    idx = np.arange(len(rid)) - starts[rid]
+    n_fail_c, n_fail = fc_n[rid], (fc_n + fb_n)[rid]
+    kind = np.where(idx < n_fail_c, 0, np.where(idx < n_fail, 1, 2)).astype(np.int8)
+    offset = np.where(
+        kind < 2, rng.uniform(0.0, width, len(rid)), TICK * (idx - n_fail + 1).astype(float)
+    )
+    order = np.argsort(rid * (width + 1.0) + offset, kind="stable")
+    rid, kind, offset = rid[order], kind[order], offset[order]
+    gap = np.diff(offset, prepend=0.0)
+    gap[starts] = offset[starts]
+    succ_c = rng.poisson(rate * w * (1 - ratio) * gap)
+    succ_b = rng.poisson(rate * (1 - w) * (1 - BASE_RATIO) * gap)
+    is_c, is_b = (kind == 0).astype(np.int64), (kind == 1).astype(np.int64)
+
+    def cumulative(increment: np.ndarray, column: int) -> np.ndarray:
+        total = np.cumsum(increment)
+        before = total[starts] - increment[starts]
+        out: np.ndarray = total - before[rid] + carried[rid, column]
+        return out
+
+    return Window(
+        rid=rid,
+        time=t0 + offset,
+        kind=kind,
+        nc=cumulative(succ_c + is_c, 0),
+        fc=cumulative(is_c, 1),
+        nb=cumulative(succ_b + is_b, 2),
+        fb=cumulative(is_b, 3),
+    )
+
+
+def first_per_rollout(mask: np.ndarray, rid: np.ndarray) -> dict[int, int]:
+    hits = np.flatnonzero(mask)
+    if not len(hits):
+        return {}
+    rollouts, first = np.unique(rid[hits], return_index=True)
+    return dict(zip(rollouts.tolist(), hits[first].tolist(), strict=True))
+
+
+def project_rollback(win: Window, i: int) -> bool:
+    counts = StepCounts(int(win.nc[i]), int(win.fc[i]), int(win.nb[i]), int(win.fb[i]))
+    verdict = decide(SPEC, STATE, counts, float(win.time[i]))
+    if verdict.action not in (Action.HOLD, Action.ROLLBACK):
+        raise AssertionError(f"unexpected verdict within the horizon: {verdict}")
+    return verdict.action is Action.ROLLBACK
+
+
+def run_cell(
+    rng: np.random.Generator, rate: float, ratio: float, n: int, kstar: KStar, brute: bool = False
+) -> Outcome:
+    """``n`` rollouts at ``rate`` executions/s with canary failure ratio ``ratio``."""
+    out = Outcome.empty(n)
+    healthy = ratio <= BASE_RATIO
+    fail_rate = rate * (WEIGHT / 100 * ratio + (1 - WEIGHT / 100) * BASE_RATIO)
+    width = FLAGGER_INTERVAL * max(1, min(10, int(3000 / max(fail_rate, 1e-9) / 60)))
+    per_rollout = fail_rate * width + width / TICK
+    batch = max(1, min(n, int(MAX_POINTS / per_rollout)))
+    llr_fail = math.log(ratio / BASE_RATIO) if not healthy else 0.0
+    llr_ok = math.log((1 - ratio) / (1 - BASE_RATIO)) if not healthy else 0.0
+    upper = math.log((1 - ORACLE_BETA) / ALPHA)
+    lower = math.log(ORACLE_BETA / (1 - ALPHA))
+    for b0 in range(0, n, batch):
+        ids = np.arange(b0, min(n, b0 + batch))
+        carried = np.zeros((len(ids), 4), dtype=np.int64)
+        failed_checks = np.zeros(len(ids), dtype=np.int64)
+        nodata_seen = np.zeros(len(ids), dtype=bool)
+        oracle_open = np.full(len(ids), not healthy)
+        for t0 in range(0, HORIZON, width):
+            open_p = ~np.isfinite(out.seconds["project"][ids])
+            open_f = ~np.isfinite(out.seconds["flagger"][ids])
+            if not (open_p.any() or open_f.any() or oracle_open.any()):
+                break
+            win = simulate_window(rng, rate, ratio, t0, min(width, HORIZON - t0), carried)
+            # project: decide at candidate checks (every check when brute)
+            m = win.fc + win.fb
+            table = kstar.upto(int(m.max()) if len(m) else 0)
+            cand = open_p[win.rid] & (brute | (win.fc >= table[m]))
+            for i in np.flatnonzero(cand):
+                g = ids[win.rid[i]]
+                if np.isfinite(out.seconds["project"][g]):
+                    continue
+                if project_rollback(win, int(i)):
+                    out.seconds["project"][g] = win.time[i]
+                    out.executions["project"][g] = win.nc[i]
+            # oracle: Wald's SPRT on the canary's executions
+            if oracle_open.any():
+                llr = win.fc * llr_fail + (win.nc - win.fc) * llr_ok
+                low = np.where(win.kind == 0, llr - llr_fail, llr)
+                up_first = first_per_rollout((win.kind == 0) & (llr >= upper), win.rid)
+                low_first = first_per_rollout(low <= lower, win.rid)
+                for j in np.flatnonzero(oracle_open):
+                    u, lo = up_first.get(int(j)), low_first.get(int(j))
+                    if u is not None and (lo is None or u < lo):
+                        out.seconds["oracle"][ids[j]] = win.time[u]
+                        out.executions["oracle"][ids[j]] = win.nc[u]
+                        oracle_open[j] = False
+                    elif lo is not None:
+                        out.oracle_accepted[ids[j]] = True
+                        oracle_open[j] = False
+            # flagger: one check per minute on the canary's success rate
+            tick = win.kind == 2
+            minute = tick.copy()
+            minute[tick] = (np.round(win.time[tick]).astype(np.int64) % FLAGGER_INTERVAL) == 0
+            per = int(minute.sum()) // len(ids)
+            if per:
+                nc = win.nc[minute].reshape(len(ids), per)
+                fc = win.fc[minute].reshape(len(ids), per)
+                prev_nc = np.concatenate([carried[:, :1], nc[:, :-1]], axis=1)
+                prev_fc = np.concatenate([carried[:, 1:2], fc[:, :-1]], axis=1)
+                dn, df = nc - prev_nc, fc - prev_fc
+                empty = dn == 0
+                # success rate < 98%  <=>  failures > 2% of executions (integers: 50 f > n)
+                bad = empty | (round(1 / (1 - FLAGGER_MIN_SUCCESS)) * df > dn)
+                total = failed_checks[:, None] + np.cumsum(bad, axis=1)
+                nodata = nodata_seen[:, None] | np.cumsum(empty, axis=1).astype(bool)
+                for j in np.flatnonzero(open_f):
+                    hit = np.flatnonzero(total[j] >= FLAGGER_THRESHOLD)
+                    if len(hit):
+                        c = int(hit[0])
+                        out.seconds["flagger"][ids[j]] = t0 + FLAGGER_INTERVAL * (c + 1)
+                        out.executions["flagger"][ids[j]] = nc[j, c]
+                        out.flagger_nodata[ids[j]] = bool(nodata[j, c])
+                failed_checks = total[:, -1]
+                nodata_seen = nodata[:, -1]
+            last = np.cumsum(np.bincount(win.rid, minlength=len(ids))) - 1
+            carried = np.stack([win.nc[last], win.fc[last], win.nb[last], win.fb[last]], axis=1)
+    return out
+
+
+def quantile(values: np.ndarray, q: float) -> float | None:
+    """Quantile counting rollouts never rolled back as +inf; None when it is beyond the horizon."""
+    with np.errstate(invalid="ignore"):  # inf - inf while interpolating between misses
+        v = float(np.quantile(values, q)) if len(values) else math.inf
+    return v if math.isfinite(v) else None
+
+
+def wilson_upper(k: int, n: int, z: float = 1.96) -> float:
+    p = k / n
+    centre = p + z * z / (2 * n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return (centre + half) / (1 + z * z / n)
+
+
+def self_check(seed: int, n: int) -> dict[str, Any]:
+    """The candidate filter changes nothing: replay with decide at every check."""
+    checked = 0
+    for rate in (1, 10):
+        for mult in (1, 5):
+            runs = []
+            for brute in (False, True):
+                rng = np.random.default_rng([seed, rate, mult, 7])
+                runs.append(
+                    run_cell(rng, rate, BASE_RATIO * mult, n, KStar(WEIGHT / 100, ALPHA), brute)
+                )
+            fast, slow = runs
+            if not np.array_equal(fast.seconds["project"], slow.seconds["project"]):
+                raise AssertionError(f"candidate filter differs from decide at {rate}/s, {mult}x")
+            checked += n
+    return {"rollouts": checked, "identical": True}
+
+
+def summarise(healthy: dict[int, Outcome], bad: dict[tuple[int, int], Outcome]) -> dict[str, Any]:
+    rows_h = []
+    for rate, o in healthy.items():
+        p = int(np.isfinite(o.seconds["project"]).sum())
+        f = int(np.isfinite(o.seconds["flagger"]).sum())
+        rows_h.append(
+            {
+                "rate": rate,
+                "rollouts": o.n,
+                "project_false_rollbacks": p,
+                "project_rate": p / o.n,
+                "project_rate_upper95": wilson_upper(p, o.n),
+                "project_missing_data": 0,
+                "flagger_false_rollbacks": f,
+                "flagger_rate": f / o.n,
+                "flagger_missing_data": int(o.flagger_nodata.sum()),
+            }
+        )
+    rows_b = []
+    for (rate, mult), o in bad.items():
+        row: dict[str, Any] = {"rate": rate, "multiplier": mult, "rollouts": o.n}
+        for rule in ("project", "flagger", "oracle"):
+            row[rule] = {
+                "detected": float(np.isfinite(o.seconds[rule]).mean()),
+                "executions_median": quantile(o.executions[rule], 0.5),
+                "executions_p90": quantile(o.executions[rule], 0.9),
+                "seconds_median": quantile(o.seconds[rule], 0.5),
+                "seconds_p90": quantile(o.seconds[rule], 0.9),
+            }
+        row["oracle"]["accepted_h0"] = float(o.oracle_accepted.mean())
+        pm, om = row["project"]["executions_median"], row["oracle"]["executions_median"]
+        row["executions_ratio_to_oracle"] = pm / om if pm and om else None
+        ps, fs = row["project"]["seconds_median"], row["flagger"]["seconds_median"]
+        row["faster_than_flagger"] = ps is not None and (fs is None or ps < fs)
+        rows_b.append(row)
+    goals = {
+        "false_rollbacks_le_alpha": all(r["project_rate"] <= ALPHA for r in rows_h),
+        "none_for_missing_data": all(r["project_missing_data"] == 0 for r in rows_h),
+        "ratio_5x_le_2.5": all(
+            (r["executions_ratio_to_oracle"] or math.inf) <= 2.5
+            for r in rows_b
+            if r["multiplier"] == 5
+        ),
+        "ratio_20x_le_5": all(
+            (r["executions_ratio_to_oracle"] or math.inf) <= 5
+            for r in rows_b
+            if r["multiplier"] == 20
+        ),
+        **{
+            f"faster_than_flagger_from_10_per_s_{mult}x": all(
+                r["faster_than_flagger"]
+                for r in rows_b
+                if r["rate"] >= 10 and r["multiplier"] == mult
+            )
+            for mult in MULTIPLIERS
+        },
+    }
+    return {"healthy": rows_h, "bad": rows_b, "goals": goals}
+
+
+def _fmt(x: float | None, unit: str = "") -> str:
+    if x is None:
+        return "> 1 h" if unit == " s" else "—"
+    return f"{x:.0f}{unit}" if x >= 10 else f"{x:.1f}{unit}"
+
+
+def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
+    lines = [
+        "# Rollout bench",
+        "",
+        f"Canary at {WEIGHT}% weight, baseline failure ratio {BASE_RATIO:.0%}, one step held "
+        f"for {HORIZON} s, alpha {ALPHA}; project rule checked at every failure and every "
+        f"{TICK} s; Flagger-style: success ≥ {FLAGGER_MIN_SUCCESS:.0%} per "
+        f"{FLAGGER_INTERVAL} s, rollback at {FLAGGER_THRESHOLD} failed checks; oracle: "
+        f"Wald SPRT knowing both ratios (alpha {ALPHA}, beta {ORACLE_BETA}). "
+        f"Seed {meta['seed']}, commit {meta['commit']}.",
+        "",
+        "## Healthy canary (1%): false rollbacks",
+        "",
+        "| executions/s | rollouts | project | (95% upper) | from missing data | Flagger-style "
+        "| from missing data |",
+        "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in summary["healthy"]:
+        lines.append(
+            f"| {r['rate']} | {r['rollouts']} | {r['project_false_rollbacks']} "
+            f"({r['project_rate']:.1%}) | {r['project_rate_upper95']:.1%} "
+            f"| {r['project_missing_data']} | {r['flagger_false_rollbacks']} "
+            f"({r['flagger_rate']:.0%}) | {r['flagger_missing_data']} |"
+        )
+    lines += [
+        "",
+        "## Bad canary: canary executions and seconds until rollback, median / p90",
+        "",
+        "| failure ratio | executions/s | project executions | oracle executions "
+        "| ratio | project s | Flagger-style s | oracle s |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in sorted(summary["bad"], key=lambda r: (r["multiplier"], r["rate"])):
+        p, f, o = r["project"], r["flagger"], r["oracle"]
+        ratio = r["executions_ratio_to_oracle"]
+        lines.append(
+            f"| {r['multiplier']}× ({r['multiplier'] * BASE_RATIO:.0%}) | {r['rate']} "  # noqa: RUF001
+            f"| {_fmt(p['executions_median'])} / {_fmt(p['executions_p90'])} "
+            f"| {_fmt(o['executions_median'])} / {_fmt(o['executions_p90'])} "
+            f"| {'—' if ratio is None else f'{ratio:.2f}×'} "  # noqa: RUF001
+            f"| {_fmt(p['seconds_median'], ' s')} / {_fmt(p['seconds_p90'], ' s')} "
+            f"| {_fmt(f['seconds_median'], ' s')} / {_fmt(f['seconds_p90'], ' s')} "
+            f"| {_fmt(o['seconds_median'], ' s')} / {_fmt(o['seconds_p90'], ' s')} |"
+        )
+    lines += [
+        "",
+        "Goals: " + ", ".join(f"{k} {'✓' if v else '✗'}" for k, v in summary["goals"].items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(MULTIPLIERS), figsize=(5 * len(MULTIPLIERS), 4), sharey=True)
+    styles = {
+        "project": ("C0", "project e-process"),
+        "flagger": ("C3", "Flagger-style"),
+        "oracle": ("C2", "SPRT oracle"),
+    }
+    for ax, mult in zip(axes, MULTIPLIERS, strict=True):
+        rows = sorted(
+            (r for r in summary["bad"] if r["multiplier"] == mult), key=lambda r: r["rate"]
+        )
+        for rule, (colour, label) in styles.items():
+            xs, med, p90 = [], [], []
+            for r in rows:
+                m, q = r[rule]["seconds_median"], r[rule]["seconds_p90"]
+                xs.append(r["rate"])
+                med.append(m if m is not None else np.nan)
+                p90.append(q if q is not None else HORIZON)
+            ax.plot(xs, med, "o-", color=colour, label=f"{label} (median)")
+            ax.plot(xs, p90, ":", color=colour, alpha=0.7)
+        ax.axhline(HORIZON, color="grey", lw=0.8, ls="--")
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_title(f"canary failure {mult}x baseline ({mult * BASE_RATIO:.0%})")
+        ax.set_xlabel("executions/s (canary 20%)")
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].set_ylabel("seconds to rollback (dotted: p90; dashed: 1 h horizon)")
+    axes[0].legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--", "router/rollout"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        return out.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.rollout", description=__doc__.split("\n")[0]
+    )
+    parser.add_argument("--out", type=Path, help="results directory (default: a fresh temp dir)")
+    parser.add_argument("--rollouts", type=int, default=1000, help="healthy rollouts per rate")
+    parser.add_argument("--bad-rollouts", type=int, default=500, help="bad rollouts per cell")
+    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument("--quick", action="store_true", help="smoke run: 100 and 50 rollouts")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.rollouts, args.bad_rollouts = 100, 50
+    out_dir: Path = args.out or Path(tempfile.mkdtemp(prefix="flow-router-rollout-"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    began = time.monotonic()
+
+    def progress(text: str) -> None:
+        sys.stderr.write(f"[{time.monotonic() - began:6.1f} s] {text}\n")
+        sys.stderr.flush()
+
+    progress("self-check: decide at every check vs the candidate filter")
+    check = self_check(args.seed, 20 if args.quick else 40)
+    kstar = KStar(WEIGHT / 100, ALPHA)
+    healthy: dict[int, Outcome] = {}
+    bad: dict[tuple[int, int], Outcome] = {}
+    for rate in RATES:
+        progress(f"{rate}/s healthy x{args.rollouts}")
+        healthy[rate] = run_cell(
+            np.random.default_rng([args.seed, rate, 1]), rate, BASE_RATIO, args.rollouts, kstar
+        )
+        for mult in MULTIPLIERS:
+            progress(f"{rate}/s {mult}x x{args.bad_rollouts}")
+            bad[(rate, mult)] = run_cell(
+                np.random.default_rng([args.seed, rate, mult]),
+                rate,
+                BASE_RATIO * mult,
+                args.bad_rollouts,
+                kstar,
+            )
+    summary = summarise(healthy, bad)
+    meta = {
+        "seed": args.seed,
+        "commit": git_commit(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "machine": platform.platform(),
+        "seconds": round(time.monotonic() - began, 1),
+        "self_check": check,
+        "parameters": {
+            "rates": list(RATES),
+            "multipliers": list(MULTIPLIERS),
+            "base_ratio": BASE_RATIO,
+            "weight": WEIGHT,
+            "horizon_s": HORIZON,
+            "tick_s": TICK,
+            "alpha": ALPHA,
+            "oracle_beta": ORACLE_BETA,
+            "flagger": {
+                "interval_s": FLAGGER_INTERVAL,
+                "threshold": FLAGGER_THRESHOLD,
+                "min_success": FLAGGER_MIN_SUCCESS,
+            },
+            "healthy_rollouts": args.rollouts,
+            "bad_rollouts": args.bad_rollouts,
+        },
+    }
+    (out_dir / "rollout.json").write_text(json.dumps({"meta": meta, **summary}, indent=2) + "\n")
+    md = markdown(summary, meta)
+    (out_dir / "rollout.md").write_text(md)
+    plot(summary, out_dir / "rollout.png")
+    sys.stdout.write(md)
+    progress(f"wrote {out_dir}/rollout.json, rollout.md, rollout.png")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
