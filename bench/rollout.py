@@ -387,7 +387,9 @@ def summarise(healthy: dict[int, Outcome], bad: dict[tuple[int, int], Outcome]) 
 def _fmt(x: float | None, unit: str = "") -> str:
     if x is None:
         return "> 1 h" if unit == " s" else "—"
-    return f"{x:.0f}{unit}" if x >= 10 else f"{x:.1f}{unit}"
+    if x >= 10:
+        return f"{x:.0f}{unit}"
+    return f"{x:.1f}{unit}" if x >= 1 else f"{x:.2g}{unit}"
 
 
 def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
@@ -416,25 +418,29 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "## Bad canary: canary executions and seconds until rollback, median / p90",
+        "## Bad canary: canary executions and seconds until rollback (median / p90)",
         "",
-        "| failure ratio | executions/s | project executions | oracle executions "
-        "| ratio | project s | Flagger-style s | oracle s |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| failure ratio | executions/s | project: executions | project: s "
+        "| Flagger-style: executions | Flagger-style: s | oracle: executions | oracle: s "
+        "| project / oracle executions | rolled back within 1 h (project / Flagger / oracle) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
+    rules = ("project", "flagger", "oracle")
     for r in sorted(summary["bad"], key=lambda r: (r["multiplier"], r["rate"])):
-        p, f, o = r["project"], r["flagger"], r["oracle"]
         ratio = r["executions_ratio_to_oracle"]
-        lines.append(
-            f"| {r['multiplier']}× ({r['multiplier'] * BASE_RATIO:.0%}) | {r['rate']} "  # noqa: RUF001
-            f"| {_fmt(p['executions_median'])} / {_fmt(p['executions_p90'])} "
-            f"| {_fmt(o['executions_median'])} / {_fmt(o['executions_p90'])} "
-            f"| {'—' if ratio is None else f'{ratio:.2f}×'} "  # noqa: RUF001
-            f"| {_fmt(p['seconds_median'], ' s')} / {_fmt(p['seconds_p90'], ' s')} "
-            f"| {_fmt(f['seconds_median'], ' s')} / {_fmt(f['seconds_p90'], ' s')} "
-            f"| {_fmt(o['seconds_median'], ' s')} / {_fmt(o['seconds_p90'], ' s')} |"
-        )
+        mult = r["multiplier"]
+        cells = [f"{mult}× ({mult * BASE_RATIO:.0%})", str(r["rate"])]  # noqa: RUF001
+        for rule in rules:
+            x = r[rule]
+            cells.append(f"{_fmt(x['executions_median'])} / {_fmt(x['executions_p90'])}")
+            cells.append(f"{_fmt(x['seconds_median'], ' s')} / {_fmt(x['seconds_p90'], ' s')}")
+        cells.append("—" if ratio is None else f"{ratio:.2f}×")  # noqa: RUF001
+        cells.append(" / ".join(f"{r[rule]['detected']:.0%}" for rule in rules))
+        lines.append("| " + " | ".join(cells) + " |")
     lines += [
+        "",
+        '"> 1 h" (seconds) and "—" (executions): that quantile of the rollouts was not '
+        "rolled back within the horizon.",
         "",
         "Goals: " + ", ".join(f"{k} {'✓' if v else '✗'}" for k, v in summary["goals"].items()),
         "",
