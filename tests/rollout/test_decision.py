@@ -76,6 +76,15 @@ def test_evidence_is_the_truncated_beta_mixture(k: int, m: int, p0: float) -> No
     assert math.exp(step_log_evidence(k, m, p0)) == pytest.approx(expected, rel=1e-7)
 
 
+@pytest.mark.parametrize("m", [10**6, 10**8, 10**9])
+@pytest.mark.parametrize("share", [0.199, 0.2, 0.2005, 0.5])
+def test_huge_counts_stay_finite(m: int, share: float) -> None:
+    value = step_log_evidence(int(m * share), m, 0.2)
+    assert math.isfinite(value)
+    if share != 0.2005:  # 0.05 points above the share: noise at 10^6, evidence at 10^8
+        assert (value > 0) == (share > 0.2)
+
+
 # -- properties ----------------------------------------------------------------
 
 shares = st.floats(min_value=0.01, max_value=0.99)
