@@ -51,9 +51,7 @@ def _stretch(value: str) -> bytes:
 def secret_from_flag(value: str) -> bytes:
     """The secret ``--callback-secret`` gives; raises ValueError if it is too short."""
     if len(value) < MIN_FLAG_LENGTH:
-        raise ValueError(
-            f"--callback-secret must be at least {MIN_FLAG_LENGTH} characters long"
-        )
+        raise ValueError(f"--callback-secret must be at least {MIN_FLAG_LENGTH} characters long")
     return _stretch(value)
 
 
