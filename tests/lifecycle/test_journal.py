@@ -108,9 +108,13 @@ def sink() -> Sink:
     return Sink()
 
 
-def make(sink: Sink, clock: FakeClock, **kwargs: int) -> Journal[int]:
-    settings: dict[str, int] = {"max_batch": 4, "max_pending": 10, **kwargs}
-    return Journal(sink, interval_s=INTERVAL, retry=RETRY, sleep=clock.sleep, **settings)
+def make(
+    sink: Sink, clock: FakeClock, max_batch: int = 4, max_pending: int = 10, close_attempts: int = 3
+) -> Journal[int]:
+    return Journal(
+        sink, interval_s=INTERVAL, retry=RETRY, sleep=clock.sleep, max_batch=max_batch,
+        max_pending=max_pending, close_attempts=close_attempts,
+    )  # fmt: skip
 
 
 @pytest.fixture

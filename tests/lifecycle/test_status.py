@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from router.dialects.bedrock.runtime import execution_status
 from router.lifecycle.status import (
     FINAL,
+    Dialect,
     InvalidStatus,
     Status,
     bedrock_execution_status,
@@ -57,7 +58,7 @@ def test_final_statuses() -> None:
 
 
 def test_a_status_is_the_string_it_replaces() -> None:
-    assert Status.SUCCEEDED == "Succeeded"
+    assert str.__eq__(Status.SUCCEEDED, "Succeeded")
     assert f"{Status.TIMED_OUT}" == "TimedOut"
     assert isinstance(Status.RUNNING, str)
 
@@ -72,9 +73,10 @@ def test_dialect_names() -> None:
 
 
 def test_from_dialect_is_strict_and_inverts_dialect_name() -> None:
-    for dialect in ("cloudflow", "bedrock"):
+    dialects: tuple[Dialect, ...] = ("cloudflow", "bedrock")
+    for dialect in dialects:
         for status in Status:
-            assert from_dialect(dialect_name(status, dialect), dialect) is status  # type: ignore[arg-type]
+            assert from_dialect(dialect_name(status, dialect), dialect) is status
     with pytest.raises(InvalidStatus):
         from_dialect("Aborted", "cloudflow")  # CloudFlow's filter says Stopped
     with pytest.raises(InvalidStatus):
