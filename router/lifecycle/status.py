@@ -82,6 +82,12 @@ def is_final(status: Status) -> bool:
 _CLOUDFLOW: Mapping[Status, str] = {**{s: s.value for s in Status}, Status.ABORTED: "Stopped"}
 _BEDROCK: Mapping[Status, str] = {s: s.value for s in Status}
 _NAMES: Mapping[str, Mapping[Status, str]] = {"cloudflow": _CLOUDFLOW, "bedrock": _BEDROCK}
+# Statuses a dialect documents that the gateway never reports: a record is Running
+# from its start, so CloudFlow's Starting matches no execution.
+_NEVER_SHOWN: Mapping[str, frozenset[str]] = {
+    "cloudflow": frozenset({"Starting"}),
+    "bedrock": frozenset(),
+}
 
 
 def dialect_name(status: Status, dialect: Dialect) -> str:
@@ -89,12 +95,16 @@ def dialect_name(status: Status, dialect: Dialect) -> str:
     return _NAMES[dialect][status]
 
 
-def from_dialect(name: str, dialect: Dialect) -> Status:
+def from_dialect(name: str, dialect: Dialect) -> Status | None:
     """The status a dialect's filter value names (``ListExecutions`` ``Status=Stopped``).
 
     Strict: only the dialect's own spelling, as its API documents it; raises
     InvalidStatus so the dialect can answer its invalid-parameter error.
+    ``None`` for a documented status the gateway never reports (CloudFlow's
+    ``Starting``): a filter on it is valid and matches nothing.
     """
+    if name in _NEVER_SHOWN[dialect]:
+        return None
     for status, shown in _NAMES[dialect].items():
         if shown == name:
             return status

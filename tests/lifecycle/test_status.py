@@ -77,6 +77,9 @@ def test_from_dialect_is_strict_and_inverts_dialect_name() -> None:
     for dialect in dialects:
         for status in Status:
             assert from_dialect(dialect_name(status, dialect), dialect) is status
+    assert from_dialect("Starting", "cloudflow") is None  # documented, never reported
+    with pytest.raises(InvalidStatus):
+        from_dialect("Starting", "bedrock")
     with pytest.raises(InvalidStatus):
         from_dialect("Aborted", "cloudflow")  # CloudFlow's filter says Stopped
     with pytest.raises(InvalidStatus):
