@@ -19,17 +19,23 @@ and the executor, asked with a describe, knows it.
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from router.lifecycle.status import InvalidStatus, Status, parse
 
 
-@dataclass(frozen=True, slots=True)
-class ExecutionRecord:
+class ExecutionRecord(NamedTuple):
+    """One execution. A NamedTuple rather than a frozen dataclass: one is built on
+    every routed execution, and building a 13-field frozen dataclass measured about
+    3x the cost of a NamedTuple (object.__setattr__ per field). Compare records
+    with records only: as a tuple it also equals a plain tuple of its fields.
+
+    Invariant (checked by :func:`decode`, kept by :func:`finish`): ``stopped_at``
+    is set exactly when the status is final.
+    """
+
     flow_id: str
     flow: str  # the flow's name when it started (names can change; ids cannot)
     name: str
@@ -43,13 +49,6 @@ class ExecutionRecord:
     error: str | None = None
     cause: str | None = None
     generated: bool = False  # the gateway made the name up (the caller gave none)
-
-    def __post_init__(self) -> None:
-        if (self.stopped_at is None) != (self.status is Status.RUNNING):
-            raise ValueError(
-                f"execution {self.name}: stopped_at must be set exactly when the status is "
-                f"final (status {self.status.value}, stopped_at {self.stopped_at})"
-            )
 
     @property
     def is_final(self) -> bool:
@@ -86,8 +85,7 @@ def finish(
         return None
     if not status.is_final:
         raise ValueError(f"execution {record.name}: {status.value} is not a final status")
-    return dataclasses.replace(
-        record,
+    return record._replace(
         status=status,
         stopped_at=max(at, record.started_at),
         output=output,
@@ -98,7 +96,7 @@ def finish(
 
 # -- encoding ---------------------------------------------------------------------------
 
-_FIELDS = tuple(f.name for f in dataclasses.fields(ExecutionRecord))
+_FIELDS = ExecutionRecord._fields
 _REQUIRED = ("flow_id", "name", "version", "started_at")
 _STRINGS = ("flow_id", "flow", "name", "version", "alias")
 _OPTIONAL_STRINGS = ("error", "cause")
@@ -109,11 +107,9 @@ class CorruptRecord(ValueError):
 
 
 def encode(record: ExecutionRecord) -> bytes:
-    body: dict[str, Any] = {}
-    for name in _FIELDS:
-        value = getattr(record, name)
-        if value is not None and not (name == "generated" and not value):
-            body[name] = value
+    body = {name: value for name, value in zip(_FIELDS, record, strict=True) if value is not None}
+    if not record.generated:
+        del body["generated"]
     return orjson.dumps(body)
 
 
@@ -144,21 +140,24 @@ def decode(raw: bytes | str) -> ExecutionRecord:
         status = parse(body.get("status", Status.RUNNING.value))
     except InvalidStatus as e:
         raise CorruptRecord(f"execution record status: {e}") from None
-    try:
-        return ExecutionRecord(
-            flow_id=body["flow_id"],
-            flow=body.get("flow", ""),
-            name=body["name"],
-            version=body["version"],
-            alias=body.get("alias", ""),
-            started_at=body["started_at"],
-            status=status,
-            stopped_at=body.get("stopped_at"),
-            input=body.get("input"),
-            output=body.get("output"),
-            error=body.get("error"),
-            cause=body.get("cause"),
-            generated=body.get("generated", False),
+    stopped_at = body.get("stopped_at")
+    if (stopped_at is None) != (status is Status.RUNNING):
+        raise CorruptRecord(
+            f"execution record {body['name']}: stopped_at must be set exactly when the "
+            f"status is final (status {status.value}, stopped_at {stopped_at})"
         )
-    except ValueError as e:
-        raise CorruptRecord(str(e)) from None
+    return ExecutionRecord(
+        flow_id=body["flow_id"],
+        flow=body.get("flow", ""),
+        name=body["name"],
+        version=body["version"],
+        alias=body.get("alias", ""),
+        started_at=body["started_at"],
+        status=status,
+        stopped_at=stopped_at,
+        input=body.get("input"),
+        output=body.get("output"),
+        error=body.get("error"),
+        cause=body.get("cause"),
+        generated=body.get("generated", False),
+    )
