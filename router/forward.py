@@ -45,6 +45,7 @@ from router.errors import (
     ExecutorUnreachable,
 )
 from router.http1 import Client, ConnectError, UpstreamError
+from router.lifecycle.record import as_text
 from router.lifecycle.status import InvalidStatus, Status, parse
 from router.metrics import Metrics
 
@@ -104,12 +105,6 @@ class ExecutionFinished(Conflict):
         self.reply = reply
 
 
-def _text(value: Any) -> str | None:
-    if value is None or isinstance(value, str):
-        return value
-    return orjson.dumps(value).decode()
-
-
 def _reply(raw: bytes, version: str) -> ExecutorReply:
     try:
         body = orjson.loads(raw)
@@ -126,7 +121,7 @@ def _reply(raw: bytes, version: str) -> ExecutorReply:
     except InvalidStatus as e:
         raise ExecutorError(f"executor of version {version} answered an {e}", version) from None
     return ExecutorReply(
-        status, body.get("output"), body, _text(body.get("error")), _text(body.get("cause"))
+        status, body.get("output"), body, as_text(body.get("error")), as_text(body.get("cause"))
     )
 
 

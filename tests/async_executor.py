@@ -29,9 +29,11 @@ Routes, under ``/flows/{flow}/versions/{version}/executions``: ``POST`` starts
 (a second start of the same name is 409 and counted in ``duplicates``: the
 gateway must never send an execution twice), ``GET /{name}`` describes
 (counted per execution in ``polls``), ``POST /{name}/stop`` stops (404
-unknown, 409 already final). Counters: ``started[version]``,
+unknown, 409 already final). :meth:`AsyncExecutor.forget` loses the running
+ones, as a restart would. Counters: ``started[version]``,
 ``finals[(version, status)]``, ``stops[version]``, ``polls[name]``,
-``callbacks_sent``/``callbacks_failed``, ``callback_answers`` (HTTP statuses).
+``callbacks_sent``/``callbacks_failed``, ``callback_answers`` (HTTP statuses),
+``duplicates``, ``lost``.
 """
 
 from __future__ import annotations
@@ -102,6 +104,7 @@ class AsyncExecutor:
         self.stops: Counter[str] = Counter()
         self.polls: Counter[str] = Counter()
         self.duplicates = 0
+        self.lost = 0  # runs dropped by forget()
         self.callbacks_sent = 0
         self.callbacks_failed = 0
         self.callback_answers: Counter[int] = Counter()
@@ -136,6 +139,19 @@ class AsyncExecutor:
             return self._complete(run, run.planned)
         return self._complete(run, status, output, error, cause)
 
+    def forget(self) -> int:
+        """Lose every run still Running, as a restart without state would: they are
+        404 from now on and never end (not counted in ``finals``). Returns how many."""
+        lost = [key for key, run in self.runs.items() if run.status not in FINAL]
+        for key in lost:
+            run = self.runs.pop(key)
+            if run.timer is not None:
+                run.timer.cancel()
+            self._by_name.pop(run.name, None)
+        self.lost += len(lost)
+        self._changed()
+        return len(lost)
+
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Return once ``predicate()`` holds; it is checked after every change."""
         if predicate():
@@ -164,6 +180,7 @@ class AsyncExecutor:
             "stops": dict(self.stops),
             "polls": sum(self.polls.values()),
             "duplicates": self.duplicates,
+            "lost": self.lost,
             "callbacksSent": self.callbacks_sent,
             "callbacksFailed": self.callbacks_failed,
         }

@@ -9,6 +9,8 @@ stored. A token for another execution, or a forged one, fails :meth:`verify`
 (compared in constant time with :func:`hmac.compare_digest`) and the handler
 answers 403 without touching the store.
 
+:func:`final_body` parses what the executor POSTs there.
+
 **The secret must be the same on every replica**, or a callback that reaches
 another replica than the one that started the execution is refused.
 :func:`resolve_secret` picks it:
@@ -33,7 +35,15 @@ import hmac
 import secrets
 import struct
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote
+
+import orjson
+
+from router.errors import InvalidArgument
+from router.lifecycle.record import as_text
+from router.lifecycle.status import InvalidStatus, Status, parse
 
 ROUTE = "/_callback/{flow_id}/{execution}/{token}"  # aiohttp route of the handler
 PREFIX = "/_callback/"
@@ -112,4 +122,41 @@ def build_url(base_url: str, flow_id: str, execution: str, token: str) -> str:
         + quote(execution, safe="")
         + "/"
         + token
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class FinalBody:
+    """What a callback reports: the execution's final status and result."""
+
+    status: Status
+    output: Any
+    error: str | None
+    cause: str | None
+
+
+def final_body(raw: bytes) -> FinalBody:
+    """Parse a callback's body, the executor's reply for a finished execution.
+
+    The same body as a reply (an absent status means Succeeded), but it must be
+    final: ``Running`` is refused. Raises InvalidArgument (the handler answers
+    400 and changes nothing); check the token first, so a forged callback gets
+    403 whatever its body.
+    """
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidArgument("the callback body is not JSON") from None
+    if not isinstance(body, dict):
+        raise InvalidArgument("the callback body is not a JSON object")
+    try:
+        status = parse(body.get("status"))
+    except InvalidStatus as e:
+        raise InvalidArgument(f"the callback body has an {e}", "status") from None
+    if not status.is_final:
+        raise InvalidArgument(
+            f"a callback reports the final status; {status.value} is not final", "status"
+        )
+    return FinalBody(
+        status, body.get("output"), as_text(body.get("error")), as_text(body.get("cause"))
     )

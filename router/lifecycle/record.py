@@ -94,6 +94,13 @@ def finish(
     )
 
 
+def as_text(value: Any) -> str | None:
+    """An executor's ``error`` or ``cause`` as the record keeps it: text, or JSON text."""
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
 # -- encoding ---------------------------------------------------------------------------
 
 _FIELDS = ExecutionRecord._fields

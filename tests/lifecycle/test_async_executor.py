@@ -109,8 +109,22 @@ async def test_stop_and_manual_finish(http: aiohttp.ClientSession) -> None:
     assert executor.finals == {("7", "Aborted"): 1, ("7", "Succeeded"): 1}
     assert stats == {
         "started": {"7": 2}, "finals": {"7/Aborted": 1, "7/Succeeded": 1}, "stops": {"7": 1},
-        "polls": 0, "duplicates": 0, "callbacksSent": 0, "callbacksFailed": 0,
+        "polls": 0, "duplicates": 0, "lost": 0, "callbacksSent": 0, "callbacksFailed": 0,
     }  # fmt: skip
+
+
+async def test_forget_loses_only_the_running_runs(http: aiohttp.ClientSession) -> None:
+    executor = AsyncExecutor(
+        {"1": Behaviour(mode="async", duration_ms=None), "2": Behaviour(mode="sync")}
+    )
+    async with executor.serve() as template:
+        one, two = (template.format(flow="f", version=v) for v in ("1", "2"))
+        await call(http, "POST", one, start_body("r"))
+        await call(http, "POST", two, start_body("d"))
+        assert executor.forget() == 1
+        assert (await call(http, "GET", f"{one}/r"))[0] == 404
+        assert (await call(http, "GET", f"{two}/d"))[0] == 200
+    assert (executor.lost, executor.finals) == (1, {("2", "Succeeded"): 1})
 
 
 @pytest.mark.parametrize("raw", [b"nope", b"[1]"])

@@ -15,15 +15,19 @@ import aiohttp
 import pytest
 from aiohttp import web
 
+from router.errors import InvalidArgument
 from router.lifecycle.callback import (
     ROUTE,
     SECRET_BYTES,
     STORE_NAME,
     CallbackTokens,
+    FinalBody,
     build_url,
+    final_body,
     resolve_secret,
     secret_from_flag,
 )
+from router.lifecycle.status import Status
 
 SECRET = bytes(range(32))
 
@@ -145,3 +149,32 @@ async def test_callback_urls_reach_the_route_intact(
         async with session.post(forged, json={"status": "Succeeded"}) as response:
             assert response.status == 403
     assert seen == [(flow_id, execution, True), (flow_id, execution, False)]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b'{"status": "Succeeded", "output": {"a": 1}}',
+         FinalBody(Status.SUCCEEDED, {"a": 1}, None, None)),
+        (b'{"output": 2}', FinalBody(Status.SUCCEEDED, 2, None, None)),  # as a v1 reply
+        (b'{"status": "stopped", "error": "E", "cause": {"why": 1}}',
+         FinalBody(Status.ABORTED, None, "E", '{"why":1}')),
+        (b'{"status": "FAILED", "error": "X"}', FinalBody(Status.FAILED, None, "X", None)),
+    ],
+)  # fmt: skip
+def test_final_bodies(raw: bytes, expected: FinalBody) -> None:
+    assert final_body(raw) == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        (b"nope", "not JSON"),
+        (b"[]", "not a JSON object"),
+        (b'{"status": "Done"}', "unknown execution status"),
+        (b'{"status": "Running"}', "Running is not final"),
+    ],
+)
+def test_a_callback_body_must_be_final(raw: bytes, match: str) -> None:
+    with pytest.raises(InvalidArgument, match=match):
+        final_body(raw)
