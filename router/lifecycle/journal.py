@@ -23,7 +23,8 @@ OOM) loses what was appended and not yet flushed: with a reachable store, at
 most the items of one flush window (``interval_s`` plus one flush); while the
 store is failing, up to ``max_pending`` items. ``flush`` must therefore be
 idempotent per item: a batch whose flush failed after it was (partly) applied
-is sent again.
+is sent again. It must also bound its own time (the Redis client's socket
+timeouts do): :meth:`close` waits for the flush in progress.
 
 Counters for metrics: ``flushed`` (items written), ``batches``, ``failures``
 (flush calls that raised) and ``dropped``. Cancelling :meth:`run` instead of
@@ -121,6 +122,9 @@ class Journal(Generic[T]):
         try:
             while not self._closing:
                 await self._wake.wait()
+                if not self._queue and not self._closing:
+                    self._wake.clear()  # never spin on an empty queue
+                    continue
                 if not self._closing and len(self._queue) < self.max_batch:
                     await self._race(self._full, self.interval_s)
                 # Only what is queued now: items that arrive during the flush wait for
