@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from router.lifecycle.record import CorruptRecord, ExecutionRecord, decode, encode, finish
 from router.lifecycle.status import FINAL, Status
 from router.store.base import ExecutionRecord as V1Record
-from router.store.redis import encode_execution
+from router.store.redis_codec import encode_execution
 
 RUNNING = ExecutionRecord(
     flow_id="F1", flow="orders", name="exec-1", version="2", alias="live",
