@@ -14,34 +14,16 @@ executions through cached aliases must keep routing.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 from router.errors import Throttled, Unavailable
 from router.store.base import Store
+from router.store.bucket import Bucket, take
 
 log = logging.getLogger("flow_router.ratelimit")
 
+__all__ = ["BUCKET_SCOPE", "Bucket", "RateLimiter", "take"]
+
 BUCKET_SCOPE = "rate"
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    tokens: float
-    at: float  # seconds, the clock the bucket was last updated with
-
-
-def take(bucket: Bucket | None, now: float, rate: float, burst: int) -> tuple[Bucket, float]:
-    """Take one token. Returns the new bucket and the wait (0 when allowed).
-
-    The same arithmetic runs in Lua on Redis (``router/store/redis_scripts.py``).
-    """
-    if bucket is None:
-        tokens = float(burst)
-    else:
-        tokens = min(float(burst), bucket.tokens + max(0.0, now - bucket.at) * rate)
-    if tokens >= 1.0:
-        return Bucket(tokens - 1.0, now), 0.0
-    return Bucket(tokens, now), (1.0 - tokens) / rate
 
 
 class RateLimiter:
