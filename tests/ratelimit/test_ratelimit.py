@@ -48,10 +48,7 @@ def test_a_clock_going_backwards_adds_nothing() -> None:
 
 def test_the_store_does_not_import_the_rate_limiter() -> None:
     """The bucket arithmetic lives with the store: ``ratelimit`` imports the store, not back."""
-    code = (
-        "import sys, router.store.memory; "
-        "sys.exit('router.ratelimit' in sys.modules)"
-    )
+    code = "import sys, router.store.memory; sys.exit('router.ratelimit' in sys.modules)"
     root = Path(__file__).resolve().parents[2]
     result = subprocess.run([sys.executable, "-c", code], cwd=root, timeout=60)
     assert result.returncode == 0, "router.store imports router.ratelimit"
