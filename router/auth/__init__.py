@@ -197,7 +197,10 @@ class Verifier:
     async def _remember_nonce(self, signed: Signed, now: float) -> None:
         if signed.nonce is None:
             return
-        key = f"{signed.access_key_id}:{signed.nonce}"
+        # A nonce byte outside UTF-8 (kept by aiohttp as a surrogate) written out as \\xNN,
+        # so the key can be stored; valid UTF-8 stays as it is.
+        nonce = signed.nonce.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        key = f"{signed.access_key_id}:{nonce}"
         expires_at = signed.timestamp + WINDOW_S
         if not self.nonces.add(key, expires_at, now):
             raise errors.NonceUsed(f"the signature nonce {signed.nonce!r} was already used")
