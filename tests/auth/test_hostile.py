@@ -101,3 +101,32 @@ def _acs3(host: bytes, nonce: bytes = b"n-1") -> bytes:
 )
 def test_acs3_non_utf8_is_a_cloudflow_403(signed: GatewayServer, request_bytes: bytes) -> None:
     assert_cloudflow_code(raw_exchange(signed.port, request_bytes), 403, "SignatureDoesNotMatch")
+
+
+# -- a form body with more fields than any action takes ----------------------------------------
+
+
+def _form_post(fields: int) -> bytes:
+    body = b"&".join(b"f%d=" % i for i in range(fields))
+    return (
+        b"POST /?Action=ListFlows&Format=json&Version=2019-03-15 HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        b"Content-Type: application/x-www-form-urlencoded\r\n"
+        b"Content-Length: %d\r\nConnection: close\r\n\r\n" % len(body)
+    ) + body
+
+
+@pytest.mark.parametrize(
+    ("fields", "status", "code"),
+    [
+        (1000, 403, "MissingSignature"),  # the cap: parsed, then refused as unsigned
+        (1001, 400, "InvalidArgument"),
+        (120_000, 400, "InvalidArgument"),  # refused before any of it is parsed
+    ],
+)
+def test_form_field_count_is_capped(
+    signed: GatewayServer, fields: int, status: int, code: str
+) -> None:
+    answer = raw_exchange(signed.port, _form_post(fields))
+    assert_cloudflow_code(answer, status, code)
+    if status == 400:
+        assert "more than 1000 fields" in json.loads(answer.body)["Message"]
