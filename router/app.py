@@ -64,7 +64,14 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
         apart = executor.Apart(config.max_body_bytes)
     upstream = UpstreamTemplate(apart.template if apart else config.upstream_template())
     forwarder = Forwarder(config.timeouts, config.max_idle_per_host, config.version_limits, metrics)
-    verifier = Verifier(config.credentials) if config.credentials is not None else None
+    verifier = None
+    if config.credentials is not None:
+        verifier = Verifier(
+            config.credentials,
+            store_timeout_s=config.auth_store_timeout_s,
+            store_failure=config.auth_store_failure,
+            degraded=metrics.auth_store_degraded,
+        )
     if verifier is not None:  # every API request must be signed (router/auth)
         app[VERIFIER] = verifier
 

@@ -17,7 +17,7 @@ from typing import Any, TypedDict
 from aiohttp import web
 
 from router import __version__, limits
-from router.auth import load_credentials
+from router.auth import guard, load_credentials
 from router.breaker import VersionLimits
 from router.config import Config
 from router.forward import Timeouts, UpstreamTemplate
@@ -170,6 +170,19 @@ def _add_limit_arguments(option: _Options) -> None:
         "rate-burst", int, "0",
         "requests an access key may make at once above its rate (default: one second's worth)",
     )  # fmt: skip
+    number(
+        "auth-store-timeout", float, str(guard.DEFAULT_TIMEOUT_S),
+        "seconds a signed request waits for the store to record its nonce or take a "
+        "rate-limit token; past it, or when the store fails, requests are decided without "
+        f"the store for {guard.RETRY_S:g} s as --auth-store-failure says "
+        f"(default {guard.DEFAULT_TIMEOUT_S:g})",
+    )  # fmt: skip
+    option.text(
+        "auth-store-failure", guard.DEFAULT_FAILURE,
+        "open: let such requests in (no rate limit, replays caught per process only); "
+        "closed: refuse them as unavailable (default open)",
+        choices=guard.FAILURES,
+    )  # fmt: skip
 
 
 def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -183,9 +196,15 @@ def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("--rate-limit and --rate-burst must not be negative")
     if args.rate_limit and not args.credentials:
         raise ValueError("--rate-limit is per access key: it needs --credentials")
+    if args.auth_store_timeout <= 0:
+        raise ValueError("--auth-store-timeout must be positive")
+    if args.auth_store_failure not in guard.FAILURES:  # from the environment: not checked yet
+        raise ValueError(f"--auth-store-failure must be one of {', '.join(guard.FAILURES)}")
     return {
         "rate_limit": args.rate_limit or None,
         "rate_burst": args.rate_burst,
+        "auth_store_timeout_s": args.auth_store_timeout,
+        "auth_store_failure": args.auth_store_failure,
         "version_limits": VersionLimits(
             max_inflight=args.max_inflight_per_version,
             breaker_failures=args.breaker_failures,
