@@ -11,8 +11,9 @@ every API request before dispatching it:
 
 The signed time must be within :data:`~router.auth.base.WINDOW_S` (15 minutes)
 of the server's clock, and a CloudFlow nonce is accepted once. ``/metrics``,
-``/healthz``, ``/readyz`` and the reference executor are not API routes and
-stay open. Without credentials there is no verifier and signatures are ignored
+``/healthz``, ``/readyz`` are not API routes and stay open; the reference
+executor, which authenticates nobody, then listens apart (:mod:`router.executor`).
+Without credentials there is no verifier and signatures are ignored
 (the CLI then refuses a non-loopback address unless ``--insecure``).
 
 The verification functions are pure (method, raw path, query, headers, body,
@@ -130,8 +131,8 @@ class Verifier:
     if the store does not answer within ``store_timeout_s``, requests are decided
     without it for a second, let in or refused as ``store_failure`` says (by
     default let in: a store outage then weakens replay protection to one process
-    and lifts rate limits, instead of stopping all signed traffic). The embedded memory
-    store is not used for nonces (it is one process, like the cache, and never
+    and lifts rate limits, instead of stopping all signed traffic). The embedded
+    memory store is not used for nonces (it is one process, like the cache, and never
     forgets a token nobody asks about again).
     """
 
