@@ -150,9 +150,14 @@ class Verifier:
         self._shared: Store | None = None
         self.nonces = nonces if nonces is not None else NonceCache()
         self._clock = clock
+        backoff = guard.Backoff()  # one store: when one check finds it down, both skip it
         self._guards = {
             check: guard.StoreGuard(
-                check, timeout_s=store_timeout_s, failure=store_failure, degraded=degraded
+                check,
+                timeout_s=store_timeout_s,
+                failure=store_failure,
+                degraded=degraded,
+                backoff=backoff,
             )
             for check in ("nonce", "ratelimit")
         }

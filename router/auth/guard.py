@@ -6,7 +6,8 @@ Neither may hold a request for the store's own socket timeout when Redis hangs,
 or an outage of the store becomes an outage of executions that cached routing
 could serve without it. So each call gets ``--auth-store-timeout`` seconds;
 when it fails or runs out of time, the store is not asked again for
-:data:`RETRY_S` seconds, and every request meanwhile is decided without it, as
+:data:`RETRY_S` seconds (by either check: they share one :class:`Backoff`),
+and every request meanwhile is decided without it, as
 ``--auth-store-failure`` says:
 
 * ``open`` (the default): let the request in. Its rate limit is not enforced;
@@ -27,6 +28,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Literal, TypeVar
 
 from prometheus_client import Counter
@@ -47,6 +49,13 @@ RETRY_S = 1.0  # after a failure, how long requests are decided without the stor
 _WHAT = {"nonce": "replay protection across processes", "ratelimit": "rate limits"}
 
 
+@dataclass
+class Backoff:
+    """Until when (monotonic seconds) the store is not asked; shared by the checks."""
+
+    until: float = 0.0
+
+
 class StoreGuard:
     """One kind of store call (``check``) with its timeout, back-off and decision."""
 
@@ -58,6 +67,7 @@ class StoreGuard:
         failure: Failure = DEFAULT_FAILURE,
         degraded: Counter | None = None,
         retry_s: float = RETRY_S,
+        backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if timeout_s <= 0 or retry_s < 0:
@@ -69,7 +79,7 @@ class StoreGuard:
         self.fail_open = failure == "open"
         self.retry_s = retry_s
         self._clock = clock
-        self._down_until = 0.0
+        self.backoff = backoff if backoff is not None else Backoff()
         decision = "allowed" if self.fail_open else "refused"
         self._degraded = degraded.labels(check, decision) if degraded is not None else None
 
@@ -79,14 +89,14 @@ class StoreGuard:
         Raises :class:`~router.errors.Unavailable` when decided without the store
         and refused; whatever else ``attempt`` raises (``Throttled``) goes through.
         """
-        if self._clock() < self._down_until:
+        if self._clock() < self.backoff.until:
             self._without_store()
             return None
         try:
             async with asyncio.timeout(self.timeout_s):
                 return await attempt()
         except (Unavailable, TimeoutError) as e:
-            self._down_until = self._clock() + self.retry_s
+            self.backoff.until = self._clock() + self.retry_s
             reason = e.message if isinstance(e, Unavailable) else "no answer in time"
             log.warning(
                 "%s without the store for %gs (%s within %gs: %s); requests are %s",

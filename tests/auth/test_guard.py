@@ -8,7 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter
 
 from router import cli
-from router.auth.guard import StoreGuard
+from router.auth.guard import Backoff, StoreGuard
 from router.errors import Throttled, Unavailable
 
 
@@ -97,3 +97,15 @@ def test_flags_and_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FLOW_ROUTER_AUTH_STORE_FAILURE")
     with pytest.raises(ValueError, match="--auth-store-timeout must be positive"):
         cli.config_from_args(cli._parser().parse_args(["serve", "--auth-store-timeout", "0"]))
+
+
+async def test_checks_share_the_back_off() -> None:
+    """One store: once the nonce write failed, the rate limit does not wait for it too."""
+    clock, backoff = Clock(), Backoff()
+    nonce = StoreGuard("nonce", timeout_s=0.01, backoff=backoff, clock=clock)
+    ratelimit = StoreGuard("ratelimit", timeout_s=0.01, backoff=backoff, clock=clock)
+    nonces, buckets = Store(), Store()
+    nonces.mode = "hang"
+    assert await nonce.call(nonces) is None
+    assert await ratelimit.call(buckets) is None
+    assert (nonces.calls, buckets.calls) == (1, 0)

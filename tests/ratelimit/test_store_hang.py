@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -55,14 +56,20 @@ class Hang:
     def __init__(self, server: RedisServer) -> None:
         self.server = server
         self.returned = threading.Event()
+        self.error: redis.exceptions.RedisError | None = None
         self._sent = threading.Event()
         self._thread = threading.Thread(target=self._sleep, daemon=True)
 
     def _sleep(self) -> None:
-        client = redis.Redis(port=self.server.port, socket_timeout=SLEEP_S + 30)
+        client = redis.Redis(
+            port=self.server.port, socket_timeout=SLEEP_S + 30, retry=Retry(NoBackoff(), 0)
+        )
         try:
+            client.ping()  # connected: only the command itself is left to send
             self._sent.set()
             client.execute_command("DEBUG", "SLEEP", str(SLEEP_S))
+        except redis.exceptions.RedisError as e:
+            self.error = e
         finally:
             self.returned.set()
             client.close()
@@ -70,21 +77,23 @@ class Hang:
     def __enter__(self) -> Hang:
         self._thread.start()
         assert self._sent.wait(10)
-        # Asleep once another client's PING goes unanswered (bounded: 100 tries).
+        # Asleep once another client's PING goes unanswered (polled, at most 500 times).
         probe = redis.Redis(port=self.server.port, socket_timeout=0.2, retry=Retry(NoBackoff(), 0))
         try:
-            for _ in range(100):
-                assert not self.returned.is_set(), "DEBUG SLEEP failed"
+            for _ in range(500):
+                assert not self.returned.is_set(), f"DEBUG SLEEP failed: {self.error!r}"
                 try:
                     probe.ping()
                 except redis.exceptions.TimeoutError:
                     return self
+                time.sleep(0.01)  # the thread has not sent DEBUG SLEEP yet
         finally:
             probe.close()
         raise AssertionError("redis-server never stopped answering")
 
     def __exit__(self, *exc: object) -> None:
         self._thread.join(SLEEP_S + 60)
+        assert self.error is None, f"DEBUG SLEEP failed: {self.error!r}"
 
 
 def _execute(gateway: GatewayServer) -> Answer:
