@@ -4,18 +4,23 @@ Each request is written byte for byte (no HTTP client would send a header
 that is not UTF-8) and must be answered with the dialect's own error, never
 a 500: a non-UTF-8 byte in a signed header or in the credential scope, with
 an Authorization that names a known access key id; and a form body with more
-fields than any action takes.
+fields than any action takes. A nonce holding such a byte, once its signature
+checked out, is shared through real Redis like any other.
 """
 
 from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Iterator
 
 import pytest
 
+from router import errors
+from router.auth import Signed, Verifier
 from router.store.memory import MemoryStore
+from router.store.redis import RedisStore
 from tests.auth.signing import AKID, CREDENTIALS, Answer, raw_exchange
 from tests.dialects.conftest import start_gateway
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor
@@ -130,3 +135,28 @@ def test_form_field_count_is_capped(
     assert_cloudflow_code(answer, status, code)
     if status == 400:
         assert "more than 1000 fields" in json.loads(answer.body)["Message"]
+
+
+# -- a signed nonce byte outside UTF-8 reaches Redis -------------------------------------------
+
+
+async def test_a_nonce_outside_utf8_is_shared_through_redis(
+    request: pytest.FixtureRequest,
+) -> None:
+    """A nonce that checked out (its signature covers the raw byte) is stored, not a 500."""
+    url = request.getfixturevalue("redis_server").url
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    stores = [RedisStore.from_url(url, prefix) for _ in range(2)]
+    first, second = Verifier(CREDENTIALS), Verifier(CREDENTIALS)
+    first.share_nonces(stores[0])
+    second.share_nonces(stores[1])
+    now = time.time()
+    signed = Signed(AKID, now, "n-\udcff")  # how aiohttp hands over the byte 0xff
+    try:
+        await first._remember_nonce(signed, now)
+        with pytest.raises(errors.NonceUsed):  # a replay to another replica
+            await second._remember_nonce(signed, now)
+        await second._remember_nonce(Signed(AKID, now, "n-\udcfe"), now)  # another byte
+    finally:
+        for store in stores:
+            await store.close()
