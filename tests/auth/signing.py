@@ -167,7 +167,7 @@ def sigv4_request(
 class Answer:
     status: int
     body: bytes
-    headers: Mapping[str, str]  # case-insensitive
+    headers: Mapping[str, str]
 
 
 def send(
