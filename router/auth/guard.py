@@ -97,15 +97,14 @@ class StoreGuard:
                 return await attempt()
         except (Unavailable, TimeoutError) as e:
             self.backoff.until = self._clock() + self.retry_s
-            reason = e.message if isinstance(e, Unavailable) else "no answer in time"
+            late = f"no answer in {self.timeout_s:g}s"
+            reason = e.message if isinstance(e, Unavailable) else late
             log.warning(
-                "%s without the store for %gs (%s within %gs: %s); requests are %s",
-                _WHAT[self.check],
-                self.retry_s,
+                "the store failed the %s check (%s): for %gs signed requests are %s",
                 self.check,
-                self.timeout_s,
                 reason,
-                "let in without it" if self.fail_open else "refused",
+                self.retry_s,
+                f"let in without {_WHAT[self.check]}" if self.fail_open else "refused",
             )
             self._without_store()
             return None
@@ -115,4 +114,4 @@ class StoreGuard:
         if self._degraded is not None:
             self._degraded.inc()
         if not self.fail_open:
-            raise Unavailable(f"the store that checks {_WHAT[self.check]} is unavailable")
+            raise Unavailable(f"the store needed for {_WHAT[self.check]} is unavailable")
