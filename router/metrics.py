@@ -132,6 +132,14 @@ class Metrics:
             "for --send-timeout seconds.",
             registry=self.registry,
         )
+        self.auth_store_degraded = Counter(
+            "flow_router_auth_store_degraded",
+            "Signed requests decided without the store, which failed or did not answer "
+            "within --auth-store-timeout (and for 1 s after), by check (nonce: shared replay "
+            "protection, ratelimit) and decision (allowed or refused, per --auth-store-failure).",
+            ["check", "decision"],
+            registry=self.registry,
+        )
         self._paths: dict[tuple[str, str, str], ExecutionMetrics] = {}
         self._weights: dict[tuple[str, str], set[str]] = {}
 

@@ -13,7 +13,6 @@ import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
@@ -21,7 +20,7 @@ from aiohttp import web
 from router import errors, model
 from router.auth import VERIFIER
 from router.dialects.common import iso8601, lookup_error, request_id
-from router.limits import read_body
+from router.limits import form_fields, read_body
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
 from router.service import Execution, Gateway
@@ -379,7 +378,7 @@ async def read_params(request: web.Request) -> dict[str, str]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise errors.InvalidArgument("the form body is not UTF-8") from None
-        params.update(parse_qsl(text, keep_blank_values=True))
+        params.update(form_fields(text))
     return params
 
 
