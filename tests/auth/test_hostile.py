@@ -27,9 +27,11 @@ from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor
 
 
 @pytest.fixture
-def signed(bg_loop: BackgroundLoop, executor: RecordingExecutor) -> Iterator[GatewayServer]:
+def signed(
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
+) -> Iterator[GatewayServer]:
     store = MemoryStore()
-    server = start_gateway(bg_loop, store, executor, credentials=dict(CREDENTIALS))
+    server = start_gateway(bg_loop, store, recording_executor, credentials=dict(CREDENTIALS))
     yield server
     bg_loop.run(server.stop())
     bg_loop.run(store.close())

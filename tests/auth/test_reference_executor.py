@@ -27,22 +27,26 @@ from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor, free
 
 
 @pytest.fixture
-def signed_builtin(bg_loop: BackgroundLoop, executor: RecordingExecutor) -> Iterator[GatewayServer]:
+def signed_builtin(
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
+) -> Iterator[GatewayServer]:
     """A signed gateway without --upstream: it forwards to its reference executor."""
     store = MemoryStore()
-    server = start_gateway(bg_loop, store, executor, upstream=None, credentials=CREDENTIALS)
+    server = start_gateway(
+        bg_loop, store, recording_executor, upstream=None, credentials=CREDENTIALS
+    )
     yield server
     bg_loop.run(server.stop())
     bg_loop.run(store.close())
 
 
 def test_a_signed_api_port_does_not_serve_the_reference_executor(
-    signed_builtin: GatewayServer, executor: RecordingExecutor
+    signed_builtin: GatewayServer, recording_executor: RecordingExecutor
 ) -> None:
     client = cloudflow_client(signed_builtin)
     cf.create_flow(client, "orders", versions=1)
     assert cf.start(client, "orders", "1", '{"real": 1}', name="run-1").body.status == "Succeeded"
-    assert executor.records == []  # the built-in one ran it
+    assert recording_executor.records == []  # the built-in one ran it
 
     forged = json.dumps({"execution": "run-1", "input": {"forged": True}}).encode()
     path = "/_executor/flows/orders/versions/1/executions"

@@ -114,7 +114,7 @@ def _degraded(gateway: GatewayServer, check: str, decision: str) -> float:
 def test_signed_executions_are_answered_while_redis_hangs(
     own_redis: RedisServer,
     bg_loop: BackgroundLoop,
-    executor: RecordingExecutor,
+    recording_executor: RecordingExecutor,
     rate_limit: float | None,
     failure: str,
 ) -> None:
@@ -127,13 +127,13 @@ def test_signed_executions_are_answered_while_redis_hangs(
         # No periodic revision check during the test: only the signature path is measured.
         "settings": Settings(cache_check_interval_s=3600),
     }
-    gateway = start_gateway(bg_loop, store, executor, **config)
+    gateway = start_gateway(bg_loop, store, recording_executor, **config)
     try:
         client = cloudflow_client(gateway)
         cf.create_flow(client, "orders", versions=1)
         cf.create_alias(client, "orders", "prod", ("1", 100))
         assert _execute(gateway).status == 200  # warms the route cache
-        seen = len(executor.records)
+        seen = len(recording_executor.records)
 
         with Hang(own_redis) as hang, ThreadPoolExecutor(SENDERS) as senders:
             answers = list(senders.map(lambda _: _execute(gateway), range(REQUESTS)))
@@ -142,14 +142,14 @@ def test_signed_executions_are_answered_while_redis_hangs(
         assert answered_while_asleep, "a signed request waited for the hung store"
         if failure == "open":
             assert [a.status for a in answers] == [200] * REQUESTS
-            assert len(executor.records) == seen + REQUESTS
+            assert len(recording_executor.records) == seen + REQUESTS
             assert _degraded(gateway, "nonce", "allowed") == REQUESTS
             expected = REQUESTS if rate_limit else 0
             assert _degraded(gateway, "ratelimit", "allowed") == expected
         else:
             codes = {(a.status, json.loads(a.body)["Code"]) for a in answers}
             assert codes == {(503, "ServiceUnavailable")}
-            assert len(executor.records) == seen  # refused before anything ran
+            assert len(recording_executor.records) == seen  # refused before anything ran
             assert _degraded(gateway, "nonce", "refused") == REQUESTS
     finally:
         bg_loop.run(gateway.stop())
