@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from router import executor
+from router import executor, respond
 from router.auth import VERIFIER, Verifier
+from router.badrequests import ServerLog
 from router.config import Config
 from router.dialects import bedrock, cloudflow
 from router.errors import Unavailable
@@ -42,8 +43,11 @@ async def _healthz(request: web.Request) -> web.Response:
 async def _readyz(request: web.Request) -> web.Response:
     try:
         await request.app[GATEWAY].store.ping()
-    except Unavailable as e:
-        return web.json_response({"status": "unavailable", "reason": e.message}, status=503)
+    except Unavailable:
+        # Unauthenticated: no hosts, ports or client internals (the store logs those).
+        return web.json_response(
+            {"status": "unavailable", "reason": "store unavailable"}, status=503
+        )
     return web.json_response({"status": "ready"})
 
 
@@ -54,14 +58,29 @@ async def _metrics(request: web.Request) -> web.Response:
 
 def make_app(config: Config, store: Store | None = None) -> web.Application:
     """The gateway app. ``store`` overrides ``config.store`` (tests pass one in)."""
-    app = web.Application(client_max_size=config.max_body_bytes)
+    metrics = Metrics()
+    app = web.Application(
+        client_max_size=config.max_body_bytes,
+        handler_args={"logger": ServerLog(metrics.bad_requests)},  # router/badrequests
+        # First, so outermost: it sees every final answer (router/respond).
+        middlewares=[respond.middleware(config.send_timeout_s, metrics.send_timeouts)],
+    )
     app[CONFIG] = config
     app[BODY_TIMEOUT] = config.body_timeout_s
-    metrics = Metrics()
     app[METRICS] = metrics
-    upstream = UpstreamTemplate(config.upstream_template())
+    apart = None  # with signed APIs, the unauthenticated reference executor gets its own port
+    if config.upstream is None and config.credentials is not None:
+        apart = executor.Apart(config.max_body_bytes)
+    upstream = UpstreamTemplate(apart.template if apart else config.upstream_template())
     forwarder = Forwarder(config.timeouts, config.max_idle_per_host, config.version_limits, metrics)
-    verifier = Verifier(config.credentials) if config.credentials is not None else None
+    verifier = None
+    if config.credentials is not None:
+        verifier = Verifier(
+            config.credentials,
+            store_timeout_s=config.auth_store_timeout_s,
+            store_failure=config.auth_store_failure,
+            degraded=metrics.auth_store_degraded,
+        )
     if verifier is not None:  # every API request must be signed (router/auth)
         app[VERIFIER] = verifier
 
@@ -98,6 +117,8 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
         if owned:
             await opened.close()
 
+    if apart is not None:
+        app.cleanup_ctx.append(apart.serve)  # started before, stopped after the gateway
     app.cleanup_ctx.append(resources)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
@@ -105,6 +126,6 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
     cloudflow.add_routes(app, GATEWAY, metrics)
     app[bedrock.SETTINGS] = bedrock.BedrockSettings(config.region, config.account_id)
     bedrock.add_routes(app, GATEWAY, metrics)
-    if config.upstream is None:
+    if config.upstream is None and apart is None:
         executor.add_routes(app)
     return app

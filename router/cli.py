@@ -7,6 +7,7 @@ variable; a flag given on the command line wins over the environment.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import logging
 import os
@@ -14,20 +15,39 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
-from aiohttp import web
-
-from router import __version__, limits
-from router.auth import load_credentials
+from router import __version__
+from router.auth import guard, load_credentials
 from router.breaker import VersionLimits
 from router.config import Config
 from router.forward import Timeouts, UpstreamTemplate
 from router.model import Api
 from router.service import Settings
-from router.workers import default_workers, run_worker, supervise
+from router.store import is_in_process_url
+from router.workers import ListenError, run_executor, run_worker, supervise, worker_count
+
+_DEFAULTS = Config()  # every default below is read from here, so they cannot drift
+_SETTINGS = _DEFAULTS.settings
+
+
+def _with_default(help: str, value: object) -> str:
+    """``help`` ending with the default: ``2`` for ``2.0``, ``0`` for "none".
+
+    Joined into a closing parenthesis: "(0: no limit; default: 100)".
+    """
+    if value is None:
+        value = 0
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if help.endswith(")"):
+        return f"{help[:-1]}; default: {value})"
+    return f"{help} (default: {value})"
 
 
 class _Options:
-    """Adds ``--some-name`` options that default to ``FLOW_ROUTER_SOME_NAME``."""
+    """Adds ``--some-name`` options that default to ``FLOW_ROUTER_SOME_NAME``.
+
+    The help of an option with a default ends ``(default: …)``, from the value.
+    """
 
     def __init__(self, parser: argparse.ArgumentParser) -> None:
         self.parser = parser
@@ -38,17 +58,23 @@ class _Options:
 
     def text(self, name: str, default: str | None, help: str, **kwargs: Any) -> None:
         env = self.env(name)
+        shown = help if default is None else _with_default(help, default)
         self.parser.add_argument(
-            f"--{name}", default=os.environ.get(env, default), help=f"{help} [{env}]", **kwargs
+            f"--{name}",
+            default=os.environ.get(env, default),
+            help=f"{shown} [{env}]",
+            **kwargs,
         )
 
-    def number(self, name: str, kind: type[int] | type[float], default: str, help: str) -> None:
+    def number(
+        self, name: str, kind: type[int] | type[float], default: float | None, help: str
+    ) -> None:
         env = self.env(name)
         self.parser.add_argument(
             f"--{name}",
             type=kind,
-            default=kind(os.environ.get(env) or default),
-            help=f"{help} [{env}]",
+            default=kind(os.environ.get(env) or default or 0),
+            help=f"{_with_default(help, default)} [{env}]",
         )
 
     def switch(self, name: str, help: str) -> None:
@@ -61,50 +87,62 @@ class _Options:
         )
 
 
+_VERSION = f"flow-router {__version__}"
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flow-router", description=__doc__.splitlines()[0])
-    parser.add_argument("--version", action="version", version=f"flow-router {__version__}")
+    parser.add_argument("--version", action="version", version=_VERSION)
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the gateway (CloudFlow + Bedrock APIs on one port)")
+    serve.add_argument("--version", action="version", version=_VERSION)
     option = _Options(serve)
-    option.text("host", "127.0.0.1", "address to listen on")
-    option.number("port", int, "8080", "port for both APIs, /metrics and health")
+    d = _DEFAULTS
+    option.text("host", d.host, "address to listen on")
+    option.number("port", int, d.port, "port for both APIs, /metrics and health")
     option.text(
-        "store", "memory://",
-        "memory:// (embedded, default), redis://host:port/db, rediss://…, "
+        "store", d.store,
+        "memory:// (embedded), redis://host:port/db, rediss://…, "
         "redis+sentinel://host:port[,host:port]/service[/db] or "
         "redis+cluster://host:port[,host:port]; timeouts as URL options, e.g. "
         "?socket_timeout=2 (see the README)",
     )  # fmt: skip
-    option.text("key-prefix", "fr", "Redis key prefix")
+    option.text("key-prefix", d.key_prefix, "Redis key prefix")
     option.text(
-        "upstream", None,
+        "upstream", d.upstream,
         "executor URL template with {flow}, {flowId}, {version}, {alias}; "
         "default: the built-in reference executor",
     )  # fmt: skip
-    option.number("connect-timeout", float, "2", "seconds to connect to an executor")
-    option.number("timeout", float, "30", "seconds for a whole executor call")
-    option.text("region", "us-east-1", "region in Bedrock ARNs")
-    option.text("account-id", "123456789012", "account id in Bedrock ARNs")
     option.number(
-        "idempotency-ttl", int, "28800", "seconds a Bedrock clientToken is remembered (8 h)"
+        "connect-timeout", float, d.timeouts.connect_s, "seconds to connect to an executor"
+    )
+    option.number("timeout", float, d.timeouts.total_s, "seconds for a whole executor call")
+    option.text("region", d.region, "region in Bedrock ARNs")
+    option.text("account-id", d.account_id, "account id in Bedrock ARNs")
+    option.number(
+        "idempotency-ttl", int, d.idempotency_ttl_s, "seconds a Bedrock clientToken is remembered"
     )
     option.text("log-level", "INFO", "DEBUG, INFO, WARNING or ERROR")
     option.number(
-        "workers", int, "0",
-        "processes sharing the port; default: number of cores on Redis, 1 on the memory store",
+        "workers", int, 0,
+        "processes sharing the port; 0: one per core on Redis with --upstream, else 1",
     )  # fmt: skip
     option.switch(
         "n-way",
         "flow-router extension: let a CloudFlow alias route to more than the 2 versions "
         "CloudFlow documents, up to --max-routes",
     )
-    option.number("max-routes", int, "100", "quota of versions per alias with --n-way")
+    option.number("max-routes", int, N_WAY_MAX_ROUTES, "quota of versions per alias with --n-way")
     option.number(
-        "cache-check-interval", float, "2",
+        "cache-check-interval", float, _SETTINGS.cache_check_interval_s,
         "seconds between route-cache revision checks, the staleness bound when a "
         "change announcement is lost",
+    )  # fmt: skip
+    option.number(
+        "definition-cache-bytes", int, _SETTINGS.definition_cache_bytes,
+        "bytes of version definitions each process keeps for execution answers, least "
+        "recently used dropped first",
     )  # fmt: skip
     option.switch("access-log", "log every request (off by default: it costs throughput)")
     option.text(
@@ -122,53 +160,66 @@ def _parser() -> argparse.ArgumentParser:
     _add_quota_arguments(option)
 
     executor = sub.add_parser("executor", help="run the reference (echo) executor alone")
-    executor.add_argument("--host", default="127.0.0.1")
-    executor.add_argument("--port", type=int, default=9090)
+    executor.add_argument("--version", action="version", version=_VERSION)
+    executor.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
+    executor.add_argument("--port", type=int, default=9090, help="(default: 9090)")
     return parser
 
 
 def _add_limit_arguments(option: _Options) -> None:
     """Executor guards (router/breaker), client limits (router/limits), draining."""
     number = option.number
+    d = _DEFAULTS
     number(
-        "max-inflight-per-version", int, "256",
+        "max-inflight-per-version", int, d.version_limits.max_inflight,
         "executions in flight per flow version and process; more wait until --timeout, "
-        "then fail unsent (0: no limit; default 256)",
+        "then fail unsent (0: no limit)",
     )  # fmt: skip
     number(
-        "breaker-failures", int, "20",
+        "breaker-failures", int, d.version_limits.breaker_failures,
         "consecutive failures of a version that open its circuit: its executions then fail "
-        "at once, unsent, until a probe succeeds (0: no breaker; default 20)",
+        "at once, unsent, until a probe succeeds (0: no breaker)",
     )  # fmt: skip
     number(
-        "breaker-reset", float, "10",
-        "seconds an open circuit waits before letting one probe through (default 10)",
+        "breaker-reset", float, d.version_limits.breaker_reset_s,
+        "seconds an open circuit waits before letting one probe through",
     )  # fmt: skip
+    number("max-body-bytes", int, d.max_body_bytes, "largest request body accepted")
+    number("body-timeout", float, d.body_timeout_s, "seconds a client has to send a request body")
     number(
-        "max-body-bytes", int, str(limits.DEFAULT_MAX_BODY_BYTES),
-        "largest request body accepted (default 1 MiB)",
-    )  # fmt: skip
-    number(
-        "body-timeout", float, "30",
-        "seconds a client has to send a request body (default 30)",
-    )  # fmt: skip
-    number(
-        "idle-timeout", float, "75",
+        "idle-timeout", float, d.idle_timeout_s,
         "seconds a connection may stay idle, and the time a client has to send a request's "
-        "headers (default 75)",
+        "headers",
     )  # fmt: skip
     number(
-        "drain-timeout", float, "30",
-        "on SIGTERM: seconds to let requests in progress finish before exiting (default 30)",
+        "drain-timeout", float, d.drain_timeout_s,
+        "on SIGTERM: seconds to let requests in progress finish before exiting",
     )  # fmt: skip
     number(
-        "rate-limit", float, "0",
+        "send-timeout", float, d.send_timeout_s,
+        "seconds a client may read nothing of a large answer before its connection is "
+        "closed",
+    )  # fmt: skip
+    number(
+        "rate-limit", float, d.rate_limit,
         "requests/s each access key may make, across all replicas on Redis; needs "
-        "--credentials (0: no limit; default 0)",
+        "--credentials (0: no limit)",
     )  # fmt: skip
     number(
-        "rate-burst", int, "0",
-        "requests an access key may make at once above its rate (default: one second's worth)",
+        "rate-burst", int, d.rate_burst,
+        "requests an access key may make at once above its rate (0: one second's worth)",
+    )  # fmt: skip
+    number(
+        "auth-store-timeout", float, d.auth_store_timeout_s,
+        "seconds a signed request waits for the store to record its nonce or take a "
+        "rate-limit token; past it, or when the store fails, requests are decided without "
+        f"the store for {guard.RETRY_S:g} s as --auth-store-failure says",
+    )  # fmt: skip
+    option.text(
+        "auth-store-failure", d.auth_store_failure,
+        "open: let such requests in (no rate limit, replays caught per process only); "
+        "closed: refuse them as unavailable",
+        choices=guard.FAILURES,
     )  # fmt: skip
 
 
@@ -176,16 +227,22 @@ def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
     """The Config fields of :func:`_add_limit_arguments`, checked."""
     if args.max_body_bytes < 1:
         raise ValueError("--max-body-bytes must be at least 1")
-    for name in ("body_timeout", "idle_timeout", "drain_timeout"):
+    for name in ("body_timeout", "idle_timeout", "drain_timeout", "send_timeout"):
         if getattr(args, name) <= 0:
             raise ValueError(f"--{name.replace('_', '-')} must be positive")
     if args.rate_limit < 0 or args.rate_burst < 0:
         raise ValueError("--rate-limit and --rate-burst must not be negative")
     if args.rate_limit and not args.credentials:
         raise ValueError("--rate-limit is per access key: it needs --credentials")
+    if args.auth_store_timeout <= 0:
+        raise ValueError("--auth-store-timeout must be positive")
+    if args.auth_store_failure not in guard.FAILURES:  # from the environment: not checked yet
+        raise ValueError(f"--auth-store-failure must be one of {', '.join(guard.FAILURES)}")
     return {
         "rate_limit": args.rate_limit or None,
         "rate_burst": args.rate_burst,
+        "auth_store_timeout_s": args.auth_store_timeout,
+        "auth_store_failure": args.auth_store_failure,
         "version_limits": VersionLimits(
             max_inflight=args.max_inflight_per_version,
             breaker_failures=args.breaker_failures,
@@ -195,22 +252,23 @@ def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
         "body_timeout_s": args.body_timeout,
         "idle_timeout_s": args.idle_timeout,
         "drain_timeout_s": args.drain_timeout,
+        "send_timeout_s": args.send_timeout,
     }
 
 
 def _add_quota_arguments(option: _Options) -> None:
     """Quotas on what the store holds, enforced atomically by the store."""
-    for name, default, what in (
-        ("max-flows", 1000, "flows in the store"),
-        ("max-versions-per-flow", 100, "versions of one flow that exist at a time"),
-        ("max-aliases-per-flow", 100, "aliases of one flow"),
+    for name, what in (
+        ("max-flows", "flows in the store"),
+        ("max-versions-per-flow", "versions of one flow that exist at a time"),
+        ("max-aliases-per-flow", "aliases of one flow"),
     ):
         option.number(
             name,
             int,
-            str(default),
+            getattr(_SETTINGS, name.replace("-", "_")),
             f"quota: the most {what}; a create beyond it fails with the dialect's quota "
-            f"error (0: no limit; default {default})",
+            "error (0: no limit)",
         )
 
 
@@ -233,7 +291,8 @@ def _quota_settings(args: argparse.Namespace) -> _Quotas:
 
 
 MAX_ROUTES_LIMIT = 10_000
-CLOUDFLOW_MAX_ROUTES = 2  # the documented limit of RoutingConfigurations
+N_WAY_MAX_ROUTES = 100  # --max-routes: the quota with --n-way (Config holds the result)
+CLOUDFLOW_MAX_ROUTES = _SETTINGS.max_routes[Api.CLOUDFLOW]  # RoutingConfigurations' limit
 
 
 def is_loopback(host: str) -> bool:
@@ -269,6 +328,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
     max_routes = args.max_routes if args.n_way else CLOUDFLOW_MAX_ROUTES
     if args.cache_check_interval <= 0:
         raise ValueError("--cache-check-interval must be positive")
+    if args.definition_cache_bytes < 0:
+        raise ValueError("--definition-cache-bytes must not be negative")
     credentials = load_credentials(args.credentials) if args.credentials else None
     check_exposure(args.host, credentials, args.insecure)
     return Config(
@@ -284,6 +345,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         settings=Settings(
             max_routes={Api.CLOUDFLOW: max_routes, Api.BEDROCK: 1},
             cache_check_interval_s=args.cache_check_interval,
+            definition_cache_bytes=args.definition_cache_bytes,
             **_quota_settings(args),
         ),
         credentials=credentials,
@@ -298,36 +360,35 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    if args.command == "executor":
-        from router.executor import make_executor_app
+    try:
+        if args.command == "executor":
+            run_executor(args.host, args.port)
+            return 0
+        return _serve(args, level.upper())
+    except ListenError as e:
+        print(f"flow-router: {e}", file=sys.stderr)
+        return 2
 
-        web.run_app(make_executor_app(), host=args.host, port=args.port, print=None)
-        return 0
+
+def _serve(args: argparse.Namespace, level: str) -> int:
     try:
         config = config_from_args(args)
+        workers = worker_count(args.workers, config)
     except ValueError as e:
         print(f"flow-router: {e}", file=sys.stderr)
         return 2
-    workers = args.workers or default_workers(config.store)
-    if workers > 1 and config.store.startswith("memory"):
-        print(
-            "flow-router: the memory store lives in one process; use --workers 1 "
-            "or a shared store (--store redis://…)",
-            file=sys.stderr,
-        )
-        return 2
-    if workers > 1 and config.upstream is None:
-        print(
-            "flow-router: the built-in reference executor is per process; give --upstream "
-            "when running several workers",
-            file=sys.stderr,
-        )
-        return 2
-    logging.getLogger("flow_router").info(
-        "flow-router %s listening on http://%s:%d (store %s, %d worker%s)",
-        __version__, config.host, config.port, config.store, workers, "s" if workers > 1 else "",
-    )  # fmt: skip
+    if config.credentials is not None and not is_in_process_url(config.store):
+        _warn_without_persistence(config.store)
     if workers == 1:
-        run_worker(config, reuse_port=False, access_log=args.access_log)
+        run_worker(config, reuse_port=False, access_log=args.access_log, announce=True)
         return 0
-    return supervise(config, workers, access_log=args.access_log, log_level=level.upper())
+    return supervise(config, workers, access_log=args.access_log, log_level=level)
+
+
+def _warn_without_persistence(url: str) -> None:
+    """Nonces (replay protection) live in Redis: say so if Redis would lose them."""
+    from router.store.redis_client import persistence_warning
+
+    warning = asyncio.run(persistence_warning(url))
+    if warning is not None:
+        logging.getLogger("flow_router").warning("--credentials: %s", warning)

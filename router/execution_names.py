@@ -12,15 +12,15 @@ import uuid
 from router.store.base import ExecutionRecord
 
 
-def generated_execution_name(version: str, alias: str) -> str:
+def generated(version: str, alias: str) -> str:
     return f"{uuid.uuid4().hex}.{version}.{alias}"
 
 
-def is_generated_execution_name(name: str) -> bool:
+def is_generated(name: str) -> bool:
     return "." in name
 
 
-def parse_generated_execution_name(flow_id: str, name: str) -> ExecutionRecord | None:
+def parse_generated(flow_id: str, name: str) -> ExecutionRecord | None:
     """The record a generated name stands for, or ``None`` for a caller's name."""
     parts = name.split(".")
     if len(parts) != 3 or len(parts[0]) != 32 or not parts[1]:

@@ -1,17 +1,28 @@
 """The executor client: one pooled session per process, bounded by timeouts.
 
-Executor protocol (documented in the README): the gateway POSTs a JSON object
-``{"flow", "flowId", "version", "alias", "execution", "input"}`` to the URL made
-from the upstream template, and the executor answers 2xx with a JSON object
-(``status`` and ``output`` are read if present, the rest is kept). An
-execution is described with ``GET <that URL>/<execution name>``.
+Executor protocol v2 (documented in the README; v1 executors keep working):
+
+* **Start**: the gateway POSTs ``{"flow", "flowId", "version", "alias",
+  "execution", "input"}`` (plus ``"callback"`` when callbacks are on) to the
+  URL made from the upstream template. The executor answers 2xx with a JSON
+  object ``{"status", "output"?, "error"?, "cause"?}``; the rest is kept.
+  ``status`` is ``Running``, ``Succeeded``, ``Failed``, ``TimedOut`` or
+  ``Aborted``, in any case (:mod:`router.lifecycle.status`); an absent one
+  means ``Succeeded``, which is what a v1 executor that finishes inside the
+  start call says; any other is an ExecutorError naming the version.
+* **Describe**: ``GET <that URL>/<execution>`` answers the same body; 404
+  means the executor does not know the execution.
+* **Stop**: ``POST <that URL>/<execution>/stop`` with ``{"error"?, "cause"?}``
+  answers the same body (normally ``Aborted``); 404 means unknown, 409 means
+  the execution had already finished (:class:`ExecutionFinished`).
 
 Every failure becomes an :class:`~router.errors.ExecutorError` subclass that
 names the version, so a dialect can answer with a typed error and the caller
 can see which version failed, within ``--timeout`` of the execution's arrival
 (waiting for a slot included). The gateway never retries an execution: one
 that fails is reported, never sent again. Each (flow, version) has its own
-in-flight limit and circuit breaker (:mod:`router.breaker`). The HTTP client
+in-flight limit and circuit breaker (:mod:`router.breaker`) on the start
+call; describe and stop bypass them (they start nothing). The HTTP client
 itself is :mod:`router.http1`.
 """
 
@@ -26,8 +37,16 @@ from urllib.parse import quote
 import orjson
 
 from router.breaker import VersionGuards, VersionLimits
-from router.errors import ExecutionNotFound, ExecutorError, ExecutorTimeout, ExecutorUnreachable
+from router.errors import (
+    Conflict,
+    ExecutionNotFound,
+    ExecutorError,
+    ExecutorTimeout,
+    ExecutorUnreachable,
+)
 from router.http1 import Client, ConnectError, UpstreamError
+from router.lifecycle.record import as_text
+from router.lifecycle.status import InvalidStatus, Status, parse
 from router.metrics import Metrics
 
 
@@ -65,9 +84,25 @@ class UpstreamTemplate:
 
 @dataclass(frozen=True, slots=True)
 class ExecutorReply:
-    status: str
+    status: Status  # a str enum: "Succeeded" wherever v1 had the string
     output: Any
     body: Mapping[str, Any]
+    error: str | None = None
+    cause: str | None = None
+
+
+class ExecutionFinished(Conflict):
+    """Stop of an execution that had already finished (the executor answered 409).
+
+    ``reply`` is the executor's body when it is a valid reply (it normally
+    carries the final status), else ``None``.
+    """
+
+    def __init__(self, execution: str, reply: ExecutorReply | None) -> None:
+        status = f" ({reply.status.value})" if reply is not None else ""
+        super().__init__(f"execution {execution} has already finished{status}")
+        self.execution = execution
+        self.reply = reply
 
 
 def _reply(raw: bytes, version: str) -> ExecutorReply:
@@ -81,8 +116,13 @@ def _reply(raw: bytes, version: str) -> ExecutorReply:
         raise ExecutorError(
             f"executor of version {version} answered with JSON that is not an object", version
         )
-    status = body.get("status", "Succeeded")
-    return ExecutorReply(str(status), body.get("output"), body)
+    try:
+        status = parse(body.get("status"))
+    except InvalidStatus as e:
+        raise ExecutorError(f"executor of version {version} answered an {e}", version) from None
+    return ExecutorReply(
+        status, body.get("output"), body, as_text(body.get("error")), as_text(body.get("cause"))
+    )
 
 
 class Forwarder:
@@ -151,6 +191,33 @@ class Forwarder:
         status, raw = await self._call("GET", f"{url}/{quote(execution, safe='')}", version)
         if status == 404:
             raise ExecutionNotFound(execution, f"executor of version {version} has no {execution}")
+        if status >= 300:
+            raise ExecutorError(f"executor of version {version} answered HTTP {status}", version)
+        return _reply(raw, version)
+
+    async def stop(
+        self,
+        url: str,
+        execution: str,
+        version: str,
+        error: str | None = None,
+        cause: str | None = None,
+    ) -> ExecutorReply:
+        """Ask the executor to stop ``execution``; its answer is normally ``Aborted``.
+
+        Raises ExecutionNotFound (404) or ExecutionFinished (409, a Conflict).
+        """
+        payload = {k: v for k, v in (("error", error), ("cause", cause)) if v is not None}
+        target = f"{url}/{quote(execution, safe='')}/stop"
+        status, raw = await self._call("POST", target, version, orjson.dumps(payload))
+        if status == 404:
+            raise ExecutionNotFound(execution, f"executor of version {version} has no {execution}")
+        if status == 409:
+            try:
+                reply: ExecutorReply | None = _reply(raw, version)
+            except ExecutorError:
+                reply = None
+            raise ExecutionFinished(execution, reply)
         if status >= 300:
             raise ExecutorError(f"executor of version {version} answered HTTP {status}", version)
         return _reply(raw, version)

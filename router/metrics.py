@@ -151,6 +151,27 @@ class Metrics:
             ["flow", "version", "reason"],
             registry=self.registry,
         )
+        self.bad_requests = Counter(
+            "flow_router_bad_requests",
+            "Requests aiohttp's HTTP parser rejected (answered 400, logged as one line), "
+            "by reason: method, request_line, url, too_long, header, body, framing, other.",
+            ["reason"],
+            registry=self.registry,
+        )
+        self.send_timeouts = Counter(
+            "flow_router_send_timeouts",
+            "Connections closed because the client read nothing of a large answer "
+            "for --send-timeout seconds.",
+            registry=self.registry,
+        )
+        self.auth_store_degraded = Counter(
+            "flow_router_auth_store_degraded",
+            "Signed requests decided without the store, which failed or did not answer "
+            "within --auth-store-timeout (and for 1 s after), by check (nonce: shared replay "
+            "protection, ratelimit) and decision (allowed or refused, per --auth-store-failure).",
+            ["check", "decision"],
+            registry=self.registry,
+        )
         self._paths: dict[tuple[str, str, str], ExecutionMetrics] = {}
         self._weights: dict[tuple[str, str], set[str]] = {}
         self._dialects: dict[str, DialectMetrics] = {}

@@ -384,13 +384,6 @@ def validate_bedrock_description(text: Any, field_name: str = "description") -> 
     )
 
 
-def validate_bedrock_definition(definition: Any, field_name: str = "definition") -> Any:
-    """Optional; a Bedrock flow definition is a JSON structure (``{nodes, connections}``)."""
-    if definition is not None and not isinstance(definition, dict):
-        raise InvalidArgument(f"{field_name} must be a structure", field_name)
-    return definition
-
-
 def validate_flow_execution_name(name: Any, field_name: str = "flowExecutionName") -> str | None:
     if name is None:
         return None

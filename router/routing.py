@@ -12,6 +12,13 @@ announcement can be lost (a dropped subscriber connection), a periodic check
 compares the revisions of every cached flow with the store's, and a
 reconnect triggers the same check; that bounds staleness by the check
 interval even when messages are lost.
+
+Outages. A reload that cannot reach the store puts back the snapshot the
+flow was routing on a moment before (with no store there is nothing newer to
+know), so an invalidation during an outage never drops a cached flow. That
+snapshot keeps its old revision, so the periodic check (or the resync on
+reconnect) sees it differ from the store's and reloads it once the store
+answers: staleness stays bounded by the check interval.
 """
 
 from __future__ import annotations
@@ -121,6 +128,9 @@ class RouteCache:
         self._invalidated_at: dict[str, int] = {}
         # What the weight gauges show per flow id: (flow name, alias names).
         self._published: dict[str, tuple[str, frozenset[str]]] = {}
+        # Invalidated flows whose reload has not answered yet: what they routed
+        # on, put back if the store cannot be reached (see the module docstring).
+        self._last: dict[str, FlowRoutes] = {}
 
     # hot path ---------------------------------------------------------------------
     async def by_name(self, name: str) -> FlowRoutes:
@@ -147,12 +157,25 @@ class RouteCache:
         future: asyncio.Future[FlowRoutes] = asyncio.get_running_loop().create_future()
         self._loading[key] = future
         try:
-            while True:
-                generation = self._generation
-                snapshot = await self._store.snapshot(ref, by_id=by_id)
-                if self._invalidated_at.get(snapshot.flow.id, -1) < generation:
-                    break  # nothing changed this flow while we were reading it
-            routes = self._install(snapshot)
+            try:
+                while True:
+                    generation = self._generation
+                    snapshot = await self._store.snapshot(ref, by_id=by_id)
+                    if self._invalidated_at.get(snapshot.flow.id, -1) < generation:
+                        break  # nothing changed this flow while we were reading it
+                routes = self._install(snapshot)
+            except Unavailable as e:
+                kept = self._restore(ref, by_id=by_id)
+                if kept is None:
+                    raise
+                self._metrics.cache_errors.inc()
+                log.warning(
+                    "route cache: store unreachable, flow %s keeps routing on revision %d: %s",
+                    kept.flow.id,
+                    kept.revision,
+                    e.message,
+                )
+                routes = kept
         except BaseException as e:
             future.set_exception(e)
             future.exception()  # consumed here; waiters re-raise their own copy
@@ -162,8 +185,23 @@ class RouteCache:
         future.set_result(routes)
         return routes
 
+    def _restore(self, ref: str, *, by_id: bool) -> FlowRoutes | None:
+        """Put back what an invalidated flow routed on, if its reload cannot reach the store."""
+        if by_id:
+            kept = self._last.pop(ref, None)
+        else:
+            found = next((f for f, r in self._last.items() if r.flow.name == ref), None)
+            kept = self._last.pop(found) if found is not None else None
+        if kept is None:  # a concurrent load (by the other key) may have put it back
+            cached = self._flows.get(ref if by_id else self._ids.get(ref, ""))
+            return cached if cached is not None and (by_id or cached.flow.name == ref) else None
+        self._flows[kept.flow.id] = kept
+        self._ids[kept.flow.name] = kept.flow.id
+        return kept
+
     def _install(self, snapshot: FlowSnapshot) -> FlowRoutes:
         flow = snapshot.flow
+        self._last.pop(flow.id, None)
         previous = self._flows.get(flow.id)
         routes = compile_snapshot(snapshot, previous)
         self._metrics.cache_loads.inc()
@@ -203,6 +241,7 @@ class RouteCache:
         if routes is None:
             return
         self._ids.pop(routes.flow.name, None)
+        self._last[flow_id] = routes
         asyncio.get_running_loop().create_task(self.reload(flow_id))
 
     async def reload(self, flow_id: str) -> None:
@@ -210,6 +249,7 @@ class RouteCache:
         try:
             await self.by_id(flow_id)
         except FlowNotFound:
+            self._last.pop(flow_id, None)
             self._publish_weights(flow_id, None)
         except Unavailable as e:
             self._metrics.cache_errors.inc()

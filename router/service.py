@@ -15,22 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from router import model
-from router.errors import (
-    ExecutorError,
-    InvalidArgument,
-    InvalidToken,
-    Unavailable,
-    VersionNotFound,
-)
-from router.execution_names import (
-    generated_execution_name,
-    is_generated_execution_name,
-    parse_generated_execution_name,
-)
+from router.errors import ExecutorError, InvalidArgument, InvalidToken, Unavailable, VersionNotFound
+from router.execution_names import generated, is_generated, parse_generated
 from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
 from router.idempotency import DEFAULT_TTL_S, Create, Idempotency
+from router.lru import ByteLRU
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
+from router.paging import by_bytes, encoded_size
 from router.routing import CompiledAlias, FlowRoutes, RouteCache
 from router.store.base import ExecutionRecord, Page, Store
 
@@ -50,6 +42,7 @@ class Settings:
     max_flows: int | None = 1000
     max_versions_per_flow: int | None = 100  # counts existing versions
     max_aliases_per_flow: int | None = 100
+    definition_cache_bytes: int = 64 * 1024 * 1024  # per process (router/lru)
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,7 +84,9 @@ class Gateway:
         self.cache = RouteCache(store, metrics, self.settings.cache_check_interval_s)
         self._random = (rng or random.Random()).random
         # Versions are immutable, so their definitions can be cached for good.
-        self._definitions: dict[tuple[str, str], Any] = {}
+        self._definitions: ByteLRU[tuple[str, str], Any] = ByteLRU(
+            self.settings.definition_cache_bytes, encoded_size
+        )
         self._idempotency = Idempotency(store, idempotency_ttl_s)
 
     async def idempotent(
@@ -319,10 +314,10 @@ class Gateway:
         """
         started = model.now_ms()
         if name is None or name == "":
-            name = generated_execution_name(version, alias)
+            name = generated(version, alias)
         else:
             model.validate_execution_name(name)
-        if record and not is_generated_execution_name(name):
+        if record and not is_generated(name):
             await self.store.record_execution(
                 ExecutionRecord(flow.id, name, version, alias, started),
                 self.settings.execution_ttl_s,
@@ -357,21 +352,18 @@ class Gateway:
         if not (version.isascii() and version.isdigit()):  # DRAFT: the flow itself
             return flow.definition
         key = (flow.id, version)
-        if key not in self._definitions:
-            try:
-                found = await self.store.get_version(flow.id, int(version))
-            except (VersionNotFound, Unavailable):
-                return None
-            if len(self._definitions) >= 10_000:
-                self._definitions.clear()
-            self._definitions[key] = found.definition
-        return self._definitions[key]
+        if key in self._definitions:
+            return self._definitions.get(key)
+        try:
+            found = await self.store.get_version(flow.id, int(version))
+        except (VersionNotFound, Unavailable):
+            return None
+        self._definitions.put(key, found.definition)
+        return found.definition
 
     async def describe_execution(self, flow: Flow, name: str | None) -> Execution:
         name = model.require(name, "ExecutionName")
-        record = parse_generated_execution_name(flow.id, name) or await self.store.get_execution(
-            flow.id, name
-        )
+        record = parse_generated(flow.id, name) or await self.store.get_execution(flow.id, name)
         url = self.upstream.url(flow.name, flow.id, record.version, record.alias)
         reply = await self.forwarder.describe(url, record.name, record.version)
         return Execution(
@@ -397,6 +389,6 @@ class Gateway:
                 f"{fields.limit} must be between 1 and {self.settings.max_page}", fields.limit
             )
         try:
-            return await fetch(limit, token)
+            return await by_bytes(fetch, limit, token)
         except InvalidToken as e:
             raise InvalidArgument(f"{fields.token}: {e.message}", fields.token) from None

@@ -23,19 +23,24 @@ import multiprocessing.connection
 import os
 import shutil
 import signal
+import socket
+import sys
 import tempfile
 import time
 from types import FrameType
 
 from aiohttp import web
 
+from router import __version__
 from router.config import Config
 from router.metrics import MULTIPROCESS_ENV
+from router.store import is_in_process_url, redact_url
 
 log = logging.getLogger("flow_router.workers")
 
 _RESTART_BACKOFF_S = 1.0
 _EXIT_GRACE_S = 5.0  # beyond the drain timeout, for a worker's cleanup before it is killed
+_CANNOT_LISTEN = 2  # a worker's exit status when its address is taken: not restarted
 
 
 def available_cores() -> int:
@@ -45,9 +50,81 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def default_workers(store_url: str) -> int:
-    """All cores on a shared store; one process on the embedded store."""
-    return 1 if store_url.startswith("memory") or store_url == "" else available_cores()
+def worker_count(requested: int, config: Config) -> int:
+    """How many workers to run for ``--workers requested`` (0: choose).
+
+    Chosen: one per core on a shared store with an ``--upstream``; otherwise
+    one, since both the memory store and the built-in reference executor live
+    in one process (logged, so a Redis trial says why it uses one core).
+    Raises ``ValueError`` for a count that cannot work.
+    """
+    in_process = is_in_process_url(config.store)
+    if requested < 0:
+        raise ValueError("--workers must be 0 (one per core where possible) or more")
+    if requested == 0:
+        if in_process:
+            return 1
+        if config.upstream is None:
+            log.info(
+                "serving with 1 worker: the built-in reference executor lives in one "
+                "process; give --upstream (a real executor) to serve on every core"
+            )
+            return 1
+        return available_cores()
+    if requested > 1 and in_process:
+        raise ValueError(
+            "the memory store lives in one process; use --workers 1 "
+            "or a shared store (--store redis://…)"
+        )
+    if requested > 1 and config.upstream is None:
+        raise ValueError(
+            "the built-in reference executor is per process; give --upstream "
+            "when running several workers"
+        )
+    return requested
+
+
+class ListenError(Exception):
+    """The address cannot be listened on (taken, not ours, not an address)."""
+
+    def __init__(self, host: str, port: int, error: OSError) -> None:
+        if isinstance(error, socket.gaierror):  # a host name that does not resolve
+            reason = str(error.strerror)
+        else:  # asyncio's own message repeats the address; the errno's text does not
+            reason = os.strerror(error.errno).lower() if error.errno else str(error)
+        super().__init__(f"cannot listen on {_address(host, port)}: {reason}")
+
+
+def _address(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def describe(config: Config, workers: int) -> str:
+    """The start-up line: what listens where, on which store (its password hidden)."""
+    return (
+        f"flow-router {__version__} listening on http://{_address(config.host, config.port)} "
+        f"(store {redact_url(config.store)}, {workers} worker{'s' if workers > 1 else ''})"
+    )
+
+
+def check_port(config: Config) -> None:
+    """Bind the address as the workers will (SO_REUSEPORT), and let it go: a taken
+    port is then one clear error here rather than N workers failing over and over."""
+    family = socket.AF_INET6 if ":" in config.host else socket.AF_INET
+    try:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            probe.bind((config.host, config.port))
+    except OSError as e:
+        raise ListenError(config.host, config.port, e) from None
+
+
+async def _start_site(runner: web.AppRunner, host: str, port: int, *, reuse_port: bool) -> None:
+    try:
+        await web.TCPSite(runner, host, port, reuse_port=reuse_port).start()
+    except OSError as e:
+        raise ListenError(host, port, e) from None
 
 
 def _event_loop_factory() -> object | None:
@@ -58,21 +135,32 @@ def _event_loop_factory() -> object | None:
     return uvloop.new_event_loop()
 
 
-def run_worker(config: Config, *, reuse_port: bool, access_log: bool) -> None:
-    """Serve in this process until SIGTERM/SIGINT, then drain and return."""
+def run_worker(
+    config: Config, *, reuse_port: bool, access_log: bool, announce: bool = False
+) -> None:
+    """Serve in this process until SIGTERM/SIGINT, then drain and return.
+
+    Raises :class:`ListenError` if the address cannot be listened on.
+    """
     loop = _event_loop_factory() or asyncio.new_event_loop()
     assert isinstance(loop, asyncio.AbstractEventLoop)
     asyncio.set_event_loop(loop)
     try:
-        loop.run_until_complete(serve(config, reuse_port=reuse_port, access_log=access_log))
+        loop.run_until_complete(
+            serve(config, reuse_port=reuse_port, access_log=access_log, announce=announce)
+        )
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         asyncio.set_event_loop(None)
         loop.close()
 
 
-async def serve(config: Config, *, reuse_port: bool, access_log: bool) -> None:
+async def serve(
+    config: Config, *, reuse_port: bool, access_log: bool, announce: bool = False
+) -> None:
     """Listen until SIGTERM/SIGINT; then stop accepting and drain.
+
+    ``announce``: log :func:`describe`'s line once listening (the one process).
 
     Draining, in order: the listening socket closes (new connections are
     refused); idle keep-alive connections close; requests in progress run to
@@ -94,8 +182,9 @@ async def serve(config: Config, *, reuse_port: bool, access_log: bool) -> None:
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     try:
-        site = web.TCPSite(runner, config.host, config.port, reuse_port=reuse_port)
-        await site.start()
+        await _start_site(runner, config.host, config.port, reuse_port=reuse_port)
+        if announce:
+            log.info("%s", describe(config, 1))
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         await stop.wait()
@@ -113,7 +202,11 @@ def _worker_main(config: Config, access_log: bool, log_level: str) -> None:
     logging.basicConfig(
         level=log_level, format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"
     )
-    run_worker(config, reuse_port=True, access_log=access_log)
+    try:
+        run_worker(config, reuse_port=True, access_log=access_log)
+    except ListenError as e:
+        log.error("%s", e)
+        sys.exit(_CANNOT_LISTEN)
 
 
 def _prepare_metrics_dir() -> str:
@@ -131,6 +224,11 @@ def _prepare_metrics_dir() -> str:
 
 
 def supervise(config: Config, workers: int, *, access_log: bool, log_level: str) -> int:
+    """Run ``workers`` worker processes until SIGTERM/SIGINT; the exit status.
+
+    Raises :class:`ListenError` if the address cannot be listened on.
+    """
+    check_port(config)
     metrics_dir = _prepare_metrics_dir()
     owned_dir = metrics_dir.startswith(tempfile.gettempdir())
     context = multiprocessing.get_context("spawn")
@@ -159,7 +257,7 @@ def supervise(config: Config, workers: int, *, access_log: bool, log_level: str)
     for _ in range(workers):
         process = start()
         running[process.sentinel] = process
-    log.info("started %d workers on %s:%d", workers, config.host, config.port)
+    log.info("%s", describe(config, workers))
 
     from prometheus_client import multiprocess
 
@@ -178,6 +276,11 @@ def supervise(config: Config, workers: int, *, access_log: bool, log_level: str)
                     multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
                 if stopping:
                     continue
+                if process.exitcode == _CANNOT_LISTEN:  # taken since check_port: no retry
+                    log.error("a worker cannot listen on the address: stopping")
+                    on_signal(signal.SIGTERM, None)
+                    exit_code = _CANNOT_LISTEN
+                    continue
                 log.error("worker %s exited with %s; restarting", process.pid, process.exitcode)
                 exit_code = 1
                 time.sleep(_RESTART_BACKOFF_S)
@@ -188,4 +291,35 @@ def supervise(config: Config, workers: int, *, access_log: bool, log_level: str)
             process.kill()
         if owned_dir:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+    if exit_code == _CANNOT_LISTEN:
+        return exit_code
     return 0 if stopping else exit_code
+
+
+def run_executor(host: str, port: int) -> None:
+    """``flow-router executor``: the reference executor alone, until SIGTERM/SIGINT.
+
+    Raises :class:`ListenError` if the address cannot be listened on.
+    """
+    asyncio.run(_serve_executor(host, port))
+
+
+async def _serve_executor(host: str, port: int) -> None:
+    from router.executor import make_executor_app, upstream_for
+
+    runner = web.AppRunner(make_executor_app(), handle_signals=False)
+    await runner.setup()
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    try:
+        await _start_site(runner, host, port, reuse_port=False)
+        log.info(
+            "reference executor listening on http://%s; point a gateway at it with --upstream '%s'",
+            _address(host, port),
+            upstream_for(host, port),
+        )
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await stop.wait()
+    finally:
+        await runner.cleanup()

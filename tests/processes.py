@@ -23,15 +23,13 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
-import pytest
-
-from tests.harness import BackgroundLoop, RecordingExecutor, free_port
+from tests.harness import free_port
 
 READY_TIMEOUT_S = 30.0  # a loaded 2-core machine can take a few seconds per interpreter
 STOP_TIMEOUT_S = 10.0
@@ -364,39 +362,3 @@ def execute(
     headers = {"X-Routing-Key": routing_key} if routing_key is not None else None
     params = {"FlowName": flow, "Qualifier": qualifier, "Input": "{}", "ExecutionName": name}
     return conn.cloudflow("StartExecution", params, headers)
-
-
-@contextlib.contextmanager
-def recording_executor(loop: BackgroundLoop | None = None) -> Iterator[RecordingExecutor]:
-    """A RecordingExecutor in this (the test) process, on ``loop`` or a loop thread of its own."""
-    own = loop is None
-    running = loop or BackgroundLoop()
-    executor = RecordingExecutor()
-    try:
-        running.run(executor.start())
-        yield executor
-    finally:
-        running.run(executor.stop())
-        if own:
-            running.close()
-
-
-# -- fixtures the subprocess suites share (imported by name into their modules) -----------
-
-
-@pytest.fixture(scope="module")
-def executor_session() -> Iterator[RecordingExecutor]:
-    with recording_executor() as running:
-        yield running
-
-
-@pytest.fixture
-def executor(executor_session: RecordingExecutor) -> RecordingExecutor:
-    executor_session.reset()
-    return executor_session
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    with Processes(tmp_path) as group:
-        yield group

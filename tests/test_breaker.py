@@ -29,6 +29,16 @@ def circuit_open(metrics: Metrics) -> float | None:
     return metrics.registry.get_sample_value("flow_router_circuit_open", labels)
 
 
+async def settle(turns: int = 20) -> None:
+    """Let every task that can run, run, and block again: a few turns of the loop.
+
+    Nothing here waits on a timer, so a handful of turns reach the point a 10 ms
+    sleep would, without depending on the wall clock (a waiter needs two: its
+    future's callback, then the task itself)."""
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
 async def enter(g: VersionGuards, guard: Guard, wait_s: float = 5) -> bool:
     loop = asyncio.get_running_loop()
     probe = g.try_enter(guard, loop.time())
@@ -48,11 +58,11 @@ async def test_slots_pass_to_waiters_in_order() -> None:
         order.append(i)
 
     tasks = [asyncio.create_task(waiter(i)) for i in range(3)]
-    await asyncio.sleep(0.01)
+    await settle()
     assert (guard.inflight, len(guard.waiters), order) == (2, 3, [])
     for expected in ([0], [0, 1], [0, 1, 2]):
         g.leave(guard, False, True)
-        await asyncio.sleep(0.01)
+        await settle()
         assert order == expected
         assert guard.inflight == 2
     await asyncio.gather(*tasks)
@@ -66,9 +76,9 @@ async def test_a_cancelled_waiter_leaks_no_slot() -> None:
     await enter(g, guard)
     gone = asyncio.create_task(enter(g, guard))
     kept = asyncio.create_task(enter(g, guard))
-    await asyncio.sleep(0.01)
+    await settle()
     gone.cancel()
-    await asyncio.sleep(0.01)
+    await settle()
     g.leave(guard, False, True)
     assert await kept is False
     g.leave(guard, False, True)
@@ -80,7 +90,7 @@ async def test_a_slot_handed_to_a_waiter_cancelled_in_the_same_turn_passes_on() 
     await enter(g, guard)
     first = asyncio.create_task(enter(g, guard))
     second = asyncio.create_task(enter(g, guard))
-    await asyncio.sleep(0.01)
+    await settle()
     g.leave(guard, False, True)  # hands the slot to `first` ...
     first.cancel()  # ... which is cancelled before it runs
     with pytest.raises(asyncio.CancelledError):

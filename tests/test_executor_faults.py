@@ -98,7 +98,7 @@ class FaultExecutor:
 
 
 @pytest.fixture
-def executor(tmp_path: Path) -> Iterator[FaultExecutor]:
+def executor_process(tmp_path: Path) -> Iterator[FaultExecutor]:
     process = FaultExecutor(tmp_path)
     process.start()
     yield process
@@ -198,10 +198,10 @@ async def gateway(upstream: str, **config: Any) -> AsyncIterator[Gateway]:
     ],
 )
 async def test_fault_is_typed_in_time_and_sent_once(
-    executor: FaultExecutor, behaviour: str, status: int, code: str
+    executor_process: FaultExecutor, behaviour: str, status: int, code: str
 ) -> None:
-    executor.set({"f/1": behaviour})
-    async with gateway(executor.template) as gw:
+    executor_process.set({"f/1": behaviour})
+    async with gateway(executor_process.template) as gw:
         await gw.setup()
         for i in range(3):  # on fresh and on pooled connections alike
             answer = await gw.execute("prod", f"e{i}")
@@ -211,7 +211,7 @@ async def test_fault_is_typed_in_time_and_sent_once(
                 assert "version 1" in answer.body["Message"]
                 assert "Traceback" not in answer.body["Message"]
         ok(await gw.execute("2", "other"))  # the other version is unaffected
-    assert executor.names() == Counter({"e0": 1, "e1": 1, "e2": 1, "other": 1})
+    assert executor_process.names() == Counter({"e0": 1, "e1": 1, "e2": 1, "other": 1})
 
 
 async def test_connection_refused_is_typed_and_fast(tmp_path: Path) -> None:
@@ -223,19 +223,21 @@ async def test_connection_refused_is_typed_and_fast(tmp_path: Path) -> None:
         assert answer.elapsed < SLACK_S
 
 
-async def test_executor_killed_mid_request(executor: FaultExecutor) -> None:
+async def test_executor_killed_mid_request(executor_process: FaultExecutor) -> None:
     """SIGKILL with 20 executions in flight: each fails at once, typed, none is resent;
     then the port refuses; a restarted executor serves again."""
-    executor.set({"f/1": "slow 30"})
+    executor_process.set({"f/1": "slow 30"})
     no_breaker = VersionLimits(breaker_failures=0)  # 20 failures at once would open it
     async with gateway(
-        executor.template, timeouts=Timeouts(connect_s=1, total_s=30), version_limits=no_breaker
+        executor_process.template,
+        timeouts=Timeouts(connect_s=1, total_s=30),
+        version_limits=no_breaker,
     ) as gw:
         await gw.setup()
         inflight = [asyncio.create_task(gw.execute("prod", f"e{i}")) for i in range(20)]
-        await executor.wait_seen(20)
+        await executor_process.wait_seen(20)
         killed_at = time.monotonic()
-        executor.kill()
+        executor_process.kill()
         answers = await asyncio.gather(*inflight)
         assert time.monotonic() - killed_at < SLACK_S  # not the 30 s timeout
         assert {(a.status, a.code) for a in answers} == {(502, "ExecutorFailed")}
@@ -244,24 +246,24 @@ async def test_executor_killed_mid_request(executor: FaultExecutor) -> None:
         refused = await gw.execute("prod", "after-kill")
         assert (refused.status, refused.code) == (502, "ExecutorUnavailable")
 
-        executor.set({})
-        executor.start()
+        executor_process.set({})
+        executor_process.start()
         ok(await gw.execute("prod", "restarted"))
-    names = executor.names()
+    names = executor_process.names()
     assert names == Counter({**{f"e{i}": 1 for i in range(20)}, "restarted": 1})
 
 
 # -- per-version in-flight limit ---------------------------------------------------------------
 
 
-async def test_a_slow_version_does_not_starve_the_other(executor: FaultExecutor) -> None:
-    executor.set({"f/1": "hang", "f/2": "ok"})
+async def test_a_slow_version_does_not_starve_the_other(executor_process: FaultExecutor) -> None:
+    executor_process.set({"f/1": "hang", "f/2": "ok"})
     limits = VersionLimits(max_inflight=4, breaker_failures=0)
-    async with gateway(executor.template, version_limits=limits) as gw:
+    async with gateway(executor_process.template, version_limits=limits) as gw:
         await gw.setup()
         names = [f"slow{i}" for i in range(12)]
         flood = [asyncio.create_task(gw.execute("1", name)) for name in names]
-        await executor.wait_seen(4)
+        await executor_process.wait_seen(4)
         for i in range(20):  # meanwhile the other version answers as fast as ever
             answer = ok(await gw.execute("2", f"fast{i}"))
             assert answer.elapsed < 0.25, answer
@@ -278,32 +280,32 @@ async def test_a_slow_version_does_not_starve_the_other(executor: FaultExecutor)
             "flow_router_executor_rejected_total", flow="f", version="1", reason="overloaded"
         )
         assert rejected == len(overloaded)
-    seen = executor.seen()
+    seen = executor_process.seen()
     assert max(inflight for key, _, inflight in seen if key == "f/1") <= 4
-    seen_names = executor.names()
+    seen_names = executor_process.names()
     assert all(count == 1 for count in seen_names.values())
     assert not set(overloaded) & set(seen_names)  # refused ones were never sent
 
 
-async def test_no_limit_with_zero(executor: FaultExecutor) -> None:
-    executor.set({"f/1": "slow 0.3"})
+async def test_no_limit_with_zero(executor_process: FaultExecutor) -> None:
+    executor_process.set({"f/1": "slow 0.3"})
     limits = VersionLimits(max_inflight=0, breaker_failures=0)
-    async with gateway(executor.template, version_limits=limits) as gw:
+    async with gateway(executor_process.template, version_limits=limits) as gw:
         await gw.setup()
         answers = await asyncio.gather(*(gw.execute("1", f"e{i}") for i in range(30)))
         assert all(a.status == 200 for a in answers)
-    assert max(inflight for _, _, inflight in executor.seen()) == 30
+    assert max(inflight for _, _, inflight in executor_process.seen()) == 30
 
 
 # -- circuit breaker ---------------------------------------------------------------------------
 
 
 async def test_circuit_opens_fails_fast_and_closes_after_a_good_probe(
-    executor: FaultExecutor,
+    executor_process: FaultExecutor,
 ) -> None:
-    executor.set({"f/1": "status 500"})
+    executor_process.set({"f/1": "status 500"})
     limits = VersionLimits(breaker_failures=3, breaker_reset_s=0.5)
-    async with gateway(executor.template, version_limits=limits) as gw:
+    async with gateway(executor_process.template, version_limits=limits) as gw:
         await gw.setup()
         for i in range(3):
             answer = await gw.execute("prod", f"fail{i}")
@@ -316,10 +318,12 @@ async def test_circuit_opens_fails_fast_and_closes_after_a_good_probe(
         assert fast.elapsed < 0.25
         ok(await gw.execute("2", "other-version"))  # its own circuit, closed
 
-        executor.set({"f/1": "slow 0.3"})  # healthy again, a little slow
+        executor_process.set({"f/1": "slow 0.3"})  # healthy again, a little slow
+        # The reset period passing in a real gateway is what is tested here (the
+        # breaker's own timing is tested on given times in test_breaker.py).
         await asyncio.sleep(0.6)
         probe = asyncio.create_task(gw.execute("prod", "probe"))
-        await executor.wait_seen(5)  # fail0-2, other-version, probe
+        await executor_process.wait_seen(5)  # fail0-2, other-version, probe
         during = await gw.execute("prod", "during-probe")
         assert (during.status, during.code) == (502, "ExecutorUnavailable")
         ok(await probe)
@@ -329,44 +333,46 @@ async def test_circuit_opens_fails_fast_and_closes_after_a_good_probe(
             "flow_router_executor_rejected_total", flow="f", version="1", reason="circuit_open"
         )
         assert rejected == 2
-    assert executor.names() == Counter(
+    assert executor_process.names() == Counter(
         ["fail0", "fail1", "fail2", "other-version", "probe", "closed-again"]
     )
 
 
-async def test_a_failed_probe_opens_the_circuit_again(executor: FaultExecutor) -> None:
-    executor.set({"f/1": "reset"})
+async def test_a_failed_probe_opens_the_circuit_again(executor_process: FaultExecutor) -> None:
+    executor_process.set({"f/1": "reset"})
     limits = VersionLimits(breaker_failures=2, breaker_reset_s=0.4)
-    async with gateway(executor.template, version_limits=limits) as gw:
+    async with gateway(executor_process.template, version_limits=limits) as gw:
         await gw.setup()
         for i in range(2):
             assert (await gw.execute("prod", f"fail{i}")).code == "ExecutorFailed"
         assert (await gw.execute("prod", "fast1")).code == "ExecutorUnavailable"
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the reset period passing is the thing under test
         assert (await gw.execute("prod", "probe")).code == "ExecutorFailed"  # sent, failed
         again = await gw.execute("prod", "fast2")  # open again at once, no new streak needed
         assert (again.code, again.elapsed < 0.25) == ("ExecutorUnavailable", True)
         assert await gw.metric("flow_router_circuit_open", flow="f", version="1") == 1
-    assert executor.names() == Counter(["fail0", "fail1", "probe"])
+    assert executor_process.names() == Counter(["fail0", "fail1", "probe"])
 
 
-async def test_answers_in_4xx_do_not_open_the_circuit(executor: FaultExecutor) -> None:
-    executor.set({"f/1": "status 404"})
+async def test_answers_in_4xx_do_not_open_the_circuit(executor_process: FaultExecutor) -> None:
+    executor_process.set({"f/1": "status 404"})
     limits = VersionLimits(breaker_failures=2)
-    async with gateway(executor.template, version_limits=limits) as gw:
+    async with gateway(executor_process.template, version_limits=limits) as gw:
         await gw.setup()
         for i in range(5):
             assert (await gw.execute("prod", f"e{i}")).code == "ExecutorFailed"
-    assert len(executor.names()) == 5
+    assert len(executor_process.names()) == 5
 
 
-async def test_breaker_off_with_zero(executor: FaultExecutor) -> None:
-    executor.set({"f/1": "status 500"})
-    async with gateway(executor.template, version_limits=VersionLimits(breaker_failures=0)) as gw:
+async def test_breaker_off_with_zero(executor_process: FaultExecutor) -> None:
+    executor_process.set({"f/1": "status 500"})
+    async with gateway(
+        executor_process.template, version_limits=VersionLimits(breaker_failures=0)
+    ) as gw:
         await gw.setup()
         for i in range(30):
             assert (await gw.execute("prod", f"e{i}")).code == "ExecutorFailed"
-    assert len(executor.names()) == 30
+    assert len(executor_process.names()) == 30
 
 
 def test_rejections_map_to_each_dialects_executor_errors() -> None:

@@ -24,10 +24,12 @@ class Resources:
         self.discarded: list[str] = []
         self._ids = itertools.count(1)
         self._delays = delays or []
+        self.making = asyncio.Event()  # a create has begun: its token is claimed
 
     def create(self, fail: BaseException | None = None) -> Create[str]:
         async def make() -> str:
             rid = f"r{next(self._ids)}"
+            self.making.set()
             delay = self._delays.pop(0) if self._delays else 0.0
             await asyncio.sleep(delay)
             if fail is not None:
@@ -82,7 +84,7 @@ async def test_concurrent_same_token_creates_once() -> None:
 async def test_concurrent_same_token_different_parameters() -> None:
     idem, res = Idempotency(MemoryStore()), Resources(delays=[0.05, 0.0])
     first = asyncio.ensure_future(_once(idem, res, "tok", a=1))
-    await asyncio.sleep(0.01)
+    await res.making.wait()
     with pytest.raises(IdempotencyMismatch):
         await _once(idem, res, "tok", a=2)
     assert await first == "r1"
@@ -100,7 +102,7 @@ async def test_a_failed_first_attempt_does_not_burn_the_token() -> None:
 async def test_a_slow_first_request_loses_and_is_discarded() -> None:
     idem, res = Idempotency(MemoryStore(), settle_s=0.01), Resources(delays=[0.2, 0.0])
     slow = asyncio.ensure_future(_once(idem, res, "tok", a=1))
-    await asyncio.sleep(0.02)
+    await res.making.wait()
     fast = await _once(idem, res, "tok", a=1)  # gave up waiting: created r2
     assert await slow == fast == "r2"
     assert res.discarded == ["r1"] and list(res.made) == ["r2"]

@@ -18,7 +18,9 @@ from urllib.parse import urlencode
 import pytest
 
 from tests.harness import RecordingExecutor
-from tests.processes import Connection, GatewayProcess, Processes, recording_executor
+from tests.processes import Connection, GatewayProcess, Processes
+
+pytestmark = pytest.mark.network  # one real flow-router serve process throughout
 
 IDLE_TIMEOUT_S = 1.0
 BODY_TIMEOUT_S = 0.5
@@ -28,18 +30,13 @@ QUERY = "/?" + urlencode({"Action": "CreateFlow", "Format": "json", "Version": "
 
 
 @pytest.fixture(scope="module")
-def executor() -> Iterator[RecordingExecutor]:
-    with recording_executor() as running:
-        yield running
-
-
-@pytest.fixture(scope="module")
 def gateway(
-    tmp_path_factory: pytest.TempPathFactory, executor: RecordingExecutor
+    tmp_path_factory: pytest.TempPathFactory, recording_executor_session: RecordingExecutor
 ) -> Iterator[GatewayProcess]:
     with Processes(tmp_path_factory.mktemp("limits")) as processes:
         yield processes.start(
-            *("--store", "memory://", "--workers", "1", "--upstream", executor.template),
+            *("--store", "memory://", "--workers", "1"),
+            *("--upstream", recording_executor_session.template),
             *("--idle-timeout", str(IDLE_TIMEOUT_S), "--body-timeout", str(BODY_TIMEOUT_S)),
             *("--max-body-bytes", str(MAX_BODY)),
         )

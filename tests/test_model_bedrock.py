@@ -124,10 +124,10 @@ def test_bedrock_description(text: Any, ok: bool) -> None:
 
 
 def test_definition_is_a_structure() -> None:
-    assert model.validate_bedrock_definition(None) is None
-    assert model.validate_bedrock_definition({"nodes": []}) == {"nodes": []}
+    assert parsing.validate_bedrock_definition(None) is None
+    assert parsing.validate_bedrock_definition({"nodes": []}) == {"nodes": []}
     with pytest.raises(InvalidArgument):
-        model.validate_bedrock_definition("version: v1")
+        parsing.validate_bedrock_definition("version: v1")
 
 
 # -- routing --------------------------------------------------------------------------------

@@ -31,7 +31,6 @@ from tests.processes import (
     Processes,
     execute,
     ok,
-    recording_executor,
     routing,
     setup_flow,
 )
@@ -40,38 +39,19 @@ ALPHA = 0.001  # significance level of every chi-square test in this module
 WEIGHTS = (10, 20, 30, 25, 15)
 
 
-@pytest.fixture(scope="module")
-def bg_loop() -> Iterator[BackgroundLoop]:
-    loop = BackgroundLoop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture(scope="module")
-def executor_session(bg_loop: BackgroundLoop) -> Iterator[RecordingExecutor]:
-    with recording_executor(bg_loop) as running:
-        yield running
-
-
-@pytest.fixture
-def executor(executor_session: RecordingExecutor) -> RecordingExecutor:
-    executor_session.reset()
-    return executor_session
-
-
 # -- the flags, on real processes ----------------------------------------------------------
 
 
 @pytest.fixture(scope="module")
 def served(
-    tmp_path_factory: pytest.TempPathFactory, executor_session: RecordingExecutor
+    tmp_path_factory: pytest.TempPathFactory, recording_executor_session: RecordingExecutor
 ) -> Iterator[dict[str, GatewayProcess]]:
     """Three gateways on the memory store: default, --n-way, --n-way --max-routes 4."""
     flags = {"default": [], "n-way": ["--n-way"], "max-4": ["--n-way", "--max-routes", "4"]}
     with Processes(tmp_path_factory.mktemp("nway")) as processes:
         started = processes.start_many(
             [
-                ["--workers", "1", "--upstream", executor_session.template, *f]
+                ["--workers", "1", "--upstream", recording_executor_session.template, *f]
                 for f in flags.values()
             ]
         )
@@ -91,6 +71,7 @@ def assert_invalid(answer: Answer, *fragments: str) -> None:
         assert fragment in answer.body["Message"], answer.body
 
 
+@pytest.mark.network
 def test_without_n_way_an_alias_has_at_most_two_versions(
     served: dict[str, GatewayProcess],
 ) -> None:
@@ -105,8 +86,9 @@ def test_without_n_way_an_alias_has_at_most_two_versions(
         assert described["RoutingConfigurations"] == routing((1, 1), (2, 1))
 
 
+@pytest.mark.network
 def test_n_way_alias_created_with_the_sdk_routes_to_every_version(
-    served: dict[str, GatewayProcess], executor: RecordingExecutor
+    served: dict[str, GatewayProcess], recording_executor: RecordingExecutor
 ) -> None:
     gateway = served["n-way"]
     client = client_for(gateway)  # type: ignore[arg-type]  # it reads only .port
@@ -127,9 +109,10 @@ def test_n_way_alias_created_with_the_sdk_routes_to_every_version(
         answered = Counter(ok(execute(conn, "f-five", "prod")).version for _ in range(200))
     # a version missing after 200 draws: probability < 200 * 0.9**200 ~ 1.5e-7
     assert set(answered) == {"1", "2", "3", "4", "5"}
-    assert answered == executor.versions()
+    assert answered == recording_executor.versions()
 
 
+@pytest.mark.network
 def test_n_way_quota_defaults_to_100(served: dict[str, GatewayProcess]) -> None:
     with Connection(served["n-way"].port) as conn:
         # 100 versions (a flow may hold at most 100 by default); the entry count is
@@ -139,6 +122,7 @@ def test_n_way_quota_defaults_to_100(served: dict[str, GatewayProcess]) -> None:
         ok(create_alias(conn, "f-many", "hundred", 100))
 
 
+@pytest.mark.network
 def test_max_routes_is_the_quota(served: dict[str, GatewayProcess]) -> None:
     with Connection(served["max-4"].port) as conn:
         setup_flow(conn, "f-four", 5)
@@ -162,10 +146,10 @@ def store() -> MemoryStore:
 
 @pytest.fixture(scope="module")
 def gateway(
-    bg_loop: BackgroundLoop, store: MemoryStore, executor_session: RecordingExecutor
+    bg_loop: BackgroundLoop, store: MemoryStore, recording_executor_session: RecordingExecutor
 ) -> Iterator[GatewayServer]:
     settings = Settings(max_routes={Api.CLOUDFLOW: 100, Api.BEDROCK: 1})  # as with --n-way
-    server = start_gateway(bg_loop, store, executor_session, settings=settings)
+    server = start_gateway(bg_loop, store, recording_executor_session, settings=settings)
     yield server
     bg_loop.run(server.stop())
 
@@ -184,11 +168,14 @@ def split_test(counts: Counter[str], weights: tuple[int, ...]) -> float:
     return float(chisquare(observed, expected).pvalue)
 
 
-def test_n_way_split_matches_the_weights(conn: Connection, executor: RecordingExecutor) -> None:
+@pytest.mark.slow
+def test_n_way_split_matches_the_weights(
+    conn: Connection, recording_executor: RecordingExecutor
+) -> None:
     setup_flow(conn, "weighted", len(WEIGHTS), "prod", *enumerate(WEIGHTS, 1))
     n = 3000
     answered = Counter(ok(execute(conn, "weighted", "prod")).version for _ in range(n))
-    assert answered == executor.versions()
+    assert answered == recording_executor.versions()
     print(f"\n{n} executions over {WEIGHTS}: {[answered[str(v)] for v in range(1, 6)]}")
     assert split_test(answered, WEIGHTS) > ALPHA
     # negative control: the same counts are nowhere near an even split
@@ -226,6 +213,7 @@ def by_key(conn: Connection, flow: str, keys: list[str]) -> dict[str, str]:
     return found
 
 
+@pytest.mark.slow
 def test_routing_key_is_sticky_and_split_by_weight(
     conn: Connection, bg_loop: BackgroundLoop, store: MemoryStore
 ) -> None:
@@ -240,6 +228,7 @@ def test_routing_key_is_sticky_and_split_by_weight(
     assert split_test(counts, (1,) * len(WEIGHTS)) < 1e-6
 
 
+@pytest.mark.slow
 def test_ramp_never_moves_a_key_off_the_growing_version(
     conn: Connection, bg_loop: BackgroundLoop, store: MemoryStore
 ) -> None:

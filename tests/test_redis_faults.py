@@ -39,13 +39,6 @@ from router.config import Config
 from router.errors import Unavailable
 from router.service import Settings
 from router.store.redis import RedisStore
-from tests.conftest import (
-    SENTINEL_SERVICE,
-    RedisServer,
-    SentinelProcess,
-    redis_binary,
-    start_on_free_port,
-)
 from tests.dialects import bedrock_client
 from tests.dialects.cloudflow_client import (
     client_for,
@@ -59,13 +52,22 @@ from tests.dialects.cloudflow_client import (
     value,
 )
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor, free_port
+from tests.redis_servers import (
+    SENTINEL_SERVICE,
+    RedisServer,
+    SentinelProcess,
+    redis_binary,
+    start_on_free_port,
+)
 from tests.store.test_contract import a_flow, an_alias
+
+pytestmark = pytest.mark.network  # real redis-servers (sentinel, failover) throughout
 
 FAIL_FAST_S = 3.0  # "within ~2 s" (the client's socket timeout), asserted loosely
 RESYNCS = "flow_router_route_cache_resyncs_total"
 
 
-# -- fixtures: a durable redis-server, a loop, an executor, gateways ---------------------
+# -- fixtures: a durable redis-server, gateways (on tests/plugin.py's loop and executor) --
 
 
 @pytest.fixture(scope="module")
@@ -76,21 +78,6 @@ def durable_redis(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSer
     start_on_free_port(server)
     yield server
     server.stop()
-
-
-@pytest.fixture(scope="module")
-def loop() -> Iterator[BackgroundLoop]:
-    background = BackgroundLoop()
-    yield background
-    background.close()
-
-
-@pytest.fixture(scope="module")
-def recorder(loop: BackgroundLoop) -> Iterator[RecordingExecutor]:
-    executor = RecordingExecutor()
-    loop.run(executor.start())
-    yield executor
-    loop.run(executor.stop())
 
 
 @dataclass
@@ -122,10 +109,9 @@ class Gateways:
 
 @pytest.fixture
 def gateways(
-    loop: BackgroundLoop, recorder: RecordingExecutor, durable_redis: RedisServer
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor, durable_redis: RedisServer
 ) -> Iterator[Gateways]:
-    recorder.reset()
-    found = Gateways(loop, recorder)
+    found = Gateways(bg_loop, recording_executor)
     try:
         yield found
     finally:
@@ -290,6 +276,45 @@ def _assert_status(status: int, expected: int) -> None:
     assert status == expected
 
 
+def test_an_announcement_whose_reload_cannot_reach_redis_keeps_routing(
+    gateways: Gateways, durable_redis: RedisServer
+) -> None:
+    """Issue 10, bug 7: an invalidation during an outage must not drop a cached flow.
+
+    One pipeline announces a change to the flow and then pauses every write
+    (``CLIENT PAUSE … WRITE``): the announcement reaches the gateway only once
+    the pause holds, so its reload (a store script, which the pause blocks)
+    fails on the socket timeout while executions keep coming through the alias.
+    """
+    prefix = _prefix()
+    gateway = gateways.start(durable_redis.url, prefix)
+    client = client_for(gateway)
+    create_flow(client, "f1", versions=2)
+    create_alias(client, "f1", "prod", ("1", 30), ("2", 70))
+    for _ in range(10):  # warm: the alias, and both versions' definitions
+        start(client, "f1", "prod")
+    flow_id = client.describe_flow(models.DescribeFlowRequest(name="f1")).body.id
+    errors = "flow_router_route_cache_errors_total"
+    failed_before = value(scrape(gateway), errors) or 0
+    raw = redis.Redis.from_url(durable_redis.url)
+    try:
+        with Hammer(gateway, "f1", "prod") as hammer:
+            _until(lambda: hammer.ok > 5, "executions before the pause")
+            pipe = raw.pipeline(transaction=False)
+            pipe.publish(f"{prefix}:changes", flow_id)
+            pipe.execute_command("CLIENT", "PAUSE", 3000, "WRITE")
+            pipe.execute()
+            _until(
+                lambda: (value(scrape(gateway), errors) or 0) > failed_before, "the reload to fail"
+            )
+            during = hammer.ok
+            _until(lambda: hammer.ok > during + 20, "executions after the failed reload")
+    finally:
+        raw.execute_command("CLIENT", "UNPAUSE")
+        raw.close()
+    assert hammer.errors == []
+
+
 # -- reconnect and resynchronise ----------------------------------------------------------
 
 
@@ -381,7 +406,7 @@ def test_acknowledged_writes_survive_and_refused_ones_are_absent(
     thread.start()
     _until(lambda: len(acknowledged) >= 10, "writes before the stop")
     durable_redis.stop()
-    time.sleep(0.3)
+    _until(lambda: bool(ambiguous), "the writer to meet the outage")
     for i in range(5):  # certainly refused: nothing listens
         name = f"x{i}"
         with pytest.raises(ServerException):

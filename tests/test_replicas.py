@@ -15,7 +15,6 @@ cannot make these tests flaky; the observed delays are printed (``-s``).
 from __future__ import annotations
 
 import dataclasses
-import shutil
 import statistics
 import time
 import uuid
@@ -27,8 +26,7 @@ import redis
 
 from router.model import Route
 from router.store.redis import decode_alias, encode_alias
-from tests.conftest import RedisServer
-from tests.harness import RecordingExecutor, free_port
+from tests.harness import RecordingExecutor
 from tests.processes import (
     Answer,
     Connection,
@@ -39,16 +37,21 @@ from tests.processes import (
     routing,
     setup_flow,
 )
+from tests.redis_servers import RedisServer, redis_binary, start_on_free_port
+
+pytestmark = pytest.mark.network  # flow-router serve processes on a real Redis throughout
 
 PROPAGATION_BOUND_S = 2.0  # pub/sub path: the target is 0.1 s, this only catches "never"
 RESYNC_BOUND_S = 5.0  # after a dropped subscription: reconnect backoff + revision check
 POLL_PAUSE_S = 0.002
 
 
-def replica_args(url: str, prefix: str, executor: RecordingExecutor, check_s: float) -> list[str]:
+def replica_args(
+    url: str, prefix: str, recording_executor: RecordingExecutor, check_s: float
+) -> list[str]:
     return [
         *("--workers", "1", "--store", url, "--key-prefix", prefix),
-        *("--upstream", executor.template, "--cache-check-interval", str(check_s)),
+        *("--upstream", recording_executor.template, "--cache-check-interval", str(check_s)),
     ]
 
 
@@ -75,12 +78,12 @@ def wait_for_subscribers(url: str, channel: str, count: int, bound_s: float) -> 
 
 
 def start_replicas(
-    processes: Processes, url: str, executor: RecordingExecutor, *check_intervals: float
+    processes: Processes, url: str, recording_executor: RecordingExecutor, *check_intervals: float
 ) -> list[Replica]:
     """Replicas on one store and prefix, each following the change feed when this returns."""
     prefix = f"rp{uuid.uuid4().hex[:8]}"
     started = processes.start_many(
-        [replica_args(url, prefix, executor, s) for s in check_intervals]
+        [replica_args(url, prefix, recording_executor, s) for s in check_intervals]
     )
     replicas = [Replica(p, Connection(p.port), prefix) for p in started]
     wait_for_subscribers(url, replicas[0].channel, len(replicas), RESYNC_BOUND_S)
@@ -89,9 +92,9 @@ def start_replicas(
 
 @pytest.fixture
 def replicas(
-    processes: Processes, redis_server: RedisServer, executor: RecordingExecutor
+    processes: Processes, redis_server: RedisServer, recording_executor: RecordingExecutor
 ) -> Iterator[tuple[Replica, Replica]]:
-    a, b = start_replicas(processes, redis_server.url, executor, 60, 60)
+    a, b = start_replicas(processes, redis_server.url, recording_executor, 60, 60)
     yield a, b
     a.conn.close()
     b.conn.close()
@@ -121,6 +124,13 @@ def poll(
             break
         time.sleep(POLL_PAUSE_S)
     pytest.fail(f"not converged within {bound_s}s; last answer {answer.status} {answer.body}")
+
+
+def wait_logged(process: GatewayProcess, text: str, bound_s: float) -> None:
+    deadline = time.monotonic() + bound_s
+    while text not in process.log():
+        assert time.monotonic() < deadline, f"{text!r} not logged within {bound_s}s"
+        time.sleep(0.05)
 
 
 def on(version: str) -> Callable[[Answer], bool]:
@@ -236,10 +246,15 @@ def test_resubscription_resyncs_what_was_missed(
     a, b = replicas
     setup_flow(a.conn, "orders", 2, "prod", (1, 100), (2, 0))
     assert ok(execute(b.conn, "orders", "prod")).version == "1"
+    setup_flow(a.conn, "barrier", 2, "prod", (1, 100), (2, 0))
+    assert ok(execute(b.conn, "barrier", "prod")).version == "1"
     _route_behind_the_store(
         redis_server.url, b.prefix, "orders", "prod", Route(1, 0), Route(2, 100)
     )
-    time.sleep(0.3)
+    # Instead of waiting a while: one channel delivers in order, so once B has
+    # heard this later announcement it has heard everything announced before it.
+    update_alias(a.conn, "barrier", "prod", (1, 0), (2, 100))
+    poll(b.conn, "barrier", "prod", on("2"), PROPAGATION_BOUND_S)
     assert {execute(b.conn, "orders", "prod").version for _ in range(5)} == {"1"}  # stale
     admin = redis.Redis.from_url(redis_server.url)
     try:
@@ -252,9 +267,9 @@ def test_resubscription_resyncs_what_was_missed(
 
 
 def test_lost_announcement_is_caught_by_the_periodic_check(
-    processes: Processes, redis_server: RedisServer, executor: RecordingExecutor
+    processes: Processes, redis_server: RedisServer, recording_executor: RecordingExecutor
 ) -> None:
-    a, b = start_replicas(processes, redis_server.url, executor, 60, 0.5)
+    a, b = start_replicas(processes, redis_server.url, recording_executor, 60, 0.5)
     setup_flow(a.conn, "orders", 2, "prod", (1, 100), (2, 0))
     assert ok(execute(b.conn, "orders", "prod")).version == "1"
     assert ok(execute(a.conn, "orders", "prod")).version == "1"
@@ -271,28 +286,18 @@ def test_lost_announcement_is_caught_by_the_periodic_check(
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
     """A redis-server of this test's own, so stopping it disturbs no other test."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("redis-server not installed")
     (tmp_path / "redis").mkdir()
-    server = RedisServer(binary, tmp_path / "redis")
-    for _ in range(3):
-        try:
-            server.start()
-            break
-        except RuntimeError:
-            server.port = free_port()
-    else:
-        server.start()
+    server = RedisServer(redis_binary(), tmp_path / "redis")
+    start_on_free_port(server)
     yield server
     server.stop()
 
 
 def test_redis_outage_and_restart(
-    processes: Processes, own_redis: RedisServer, executor: RecordingExecutor
+    processes: Processes, own_redis: RedisServer, recording_executor: RecordingExecutor
 ) -> None:
     """Warm routes survive an outage; after a restart (empty: ``--save ""``) the flow is gone."""
-    a, b = start_replicas(processes, own_redis.url, executor, 60, 0.5)
+    a, b = start_replicas(processes, own_redis.url, recording_executor, 60, 0.5)
     setup_flow(a.conn, "orders", 2, "prod", (1, 100), (2, 0))
     assert ok(execute(b.conn, "orders", "prod")).version == "1"  # alias and definition cached
 
@@ -305,7 +310,7 @@ def test_redis_outage_and_restart(
         named = execute(b.conn, "orders", "prod", name="during-outage")
         assert (named.status, named.code) == (503, "ServiceUnavailable"), named.body
         # the periodic check failed meanwhile (logged), without dropping the warm route
-        time.sleep(1.2)
+        wait_logged(b.process, "revision check failed", RESYNC_BOUND_S)
         assert ok(execute(b.conn, "orders", "prod")).version == "1"
     finally:
         own_redis.start()
@@ -340,16 +345,18 @@ def _delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
 
 
 def test_no_redis_command_per_routed_request(
-    replicas: tuple[Replica, Replica], redis_server: RedisServer, executor: RecordingExecutor
+    replicas: tuple[Replica, Replica],
+    redis_server: RedisServer,
+    recording_executor: RecordingExecutor,
 ) -> None:
     a, b = replicas
     setup_flow(a.conn, "orders", 2, "prod", (1, 30), (2, 70))
     # warm B: the alias, and the definitions of both versions (cached for good)
     for _ in range(200):
         execute(b.conn, "orders", "prod")
-        if len(executor.versions()) == 2:
+        if len(recording_executor.versions()) == 2:
             break
-    assert set(executor.versions()) == {"1", "2"}
+    assert set(recording_executor.versions()) == {"1", "2"}
 
     admin = redis.Redis.from_url(redis_server.url)
     try:

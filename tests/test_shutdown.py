@@ -15,21 +15,21 @@ import socket
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import pytest
 
-from tests.conftest import RedisServer
 from tests.harness import Behaviour, RecordingExecutor
 from tests.processes import (
     Connection,
     GatewayProcess,
     Processes,
     execute,
-    recording_executor,
     setup_flow,
 )
+from tests.redis_servers import RedisServer
+
+pytestmark = pytest.mark.network  # flow-router serve processes throughout
 
 EXECUTIONS = 50
 DELAY_S = 1.0  # how long the executor takes: long enough to be in flight at SIGTERM
@@ -37,10 +37,10 @@ DRAIN_S = 10.0
 
 
 @pytest.fixture
-def executor() -> Iterator[RecordingExecutor]:
-    with recording_executor() as running:
-        running.behaviours["1"] = Behaviour(delay_s=DELAY_S)
-        yield running
+def slow_executor(recording_executor: RecordingExecutor) -> RecordingExecutor:
+    """The recording executor, taking DELAY_S over each execution of version 1."""
+    recording_executor.behaviours["1"] = Behaviour(delay_s=DELAY_S)
+    return recording_executor
 
 
 def start_one(gateway: GatewayProcess, name: str) -> tuple[int, str]:
@@ -63,7 +63,7 @@ def refused(port: int) -> bool:
 
 
 def sigterm_under_load(
-    gateway: GatewayProcess, executor: RecordingExecutor
+    gateway: GatewayProcess, slow_executor: RecordingExecutor
 ) -> tuple[list[tuple[int, str]], float, float]:
     """Run EXECUTIONS executions, SIGTERM while all are at the executor.
 
@@ -77,8 +77,8 @@ def sigterm_under_load(
             pool.submit(start_one, gateway, name) for name in names
         ]
         deadline = time.monotonic() + 30
-        while len(executor.records) < EXECUTIONS:
-            assert time.monotonic() < deadline, f"{len(executor.records)} reached the executor"
+        while len(slow_executor.records) < EXECUTIONS:
+            assert time.monotonic() < deadline, f"{len(slow_executor.records)} reached the executor"
             time.sleep(0.01)
         assert not any(f.done() for f in running), "all must be in flight at SIGTERM"
 
@@ -99,16 +99,16 @@ def sigterm_under_load(
 
 
 def test_sigterm_drains_in_flight_executions(
-    processes: Processes, executor: RecordingExecutor
+    processes: Processes, slow_executor: RecordingExecutor
 ) -> None:
     gateway = processes.start(
-        *("--store", "memory://", "--workers", "1", "--upstream", executor.template),
+        *("--store", "memory://", "--workers", "1", "--upstream", slow_executor.template),
         *("--drain-timeout", str(DRAIN_S)),
     )
-    answers, refused_after, exited_after = sigterm_under_load(gateway, executor)
+    answers, refused_after, exited_after = sigterm_under_load(gateway, slow_executor)
 
     assert Counter(answers) == Counter({(200, ""): EXECUTIONS})  # none reset, none failed
-    assert Counter(r["execution"] for r in executor.records) == Counter(
+    assert Counter(r["execution"] for r in slow_executor.records) == Counter(
         {f"e{i}": 1 for i in range(EXECUTIONS)}
     )
     assert refused_after < DELAY_S  # the listener closed while executions were in flight
@@ -116,11 +116,13 @@ def test_sigterm_drains_in_flight_executions(
     assert "drained in" in gateway.log()
 
 
-def test_drain_timeout_bounds_the_exit(processes: Processes, executor: RecordingExecutor) -> None:
+def test_drain_timeout_bounds_the_exit(
+    processes: Processes, slow_executor: RecordingExecutor
+) -> None:
     """Executions slower than --drain-timeout are cut off; the process still exits 0, in time."""
-    executor.behaviours["1"] = Behaviour(delay_s=4)
+    slow_executor.behaviours["1"] = Behaviour(delay_s=4)
     gateway = processes.start(
-        *("--store", "memory://", "--workers", "1", "--upstream", executor.template),
+        *("--store", "memory://", "--workers", "1", "--upstream", slow_executor.template),
         *("--drain-timeout", "1"),
     )
     with Connection(gateway.port) as conn:
@@ -128,7 +130,7 @@ def test_drain_timeout_bounds_the_exit(processes: Processes, executor: Recording
     with ThreadPoolExecutor(5) as pool:
         running = [pool.submit(start_one, gateway, f"e{i}") for i in range(5)]
         deadline = time.monotonic() + 30
-        while len(executor.records) < 5:
+        while len(slow_executor.records) < 5:
             assert time.monotonic() < deadline
             time.sleep(0.01)
         signalled = time.monotonic()
@@ -138,22 +140,22 @@ def test_drain_timeout_bounds_the_exit(processes: Processes, executor: Recording
         answers = [f.result(timeout=30) for f in running]
     assert 1 <= exited_after < 5
     assert all(status != 200 for status, _ in answers)  # cut off, the client sees it
-    assert Counter(r["execution"] for r in executor.records) == Counter(
+    assert Counter(r["execution"] for r in slow_executor.records) == Counter(
         {f"e{i}": 1 for i in range(5)}
     )
 
 
 def test_sigterm_drains_every_worker(
-    processes: Processes, executor: RecordingExecutor, redis_server: RedisServer
+    processes: Processes, slow_executor: RecordingExecutor, redis_server: RedisServer
 ) -> None:
     gateway = processes.start(
         *("--store", redis_server.url, "--key-prefix", f"sd{uuid.uuid4().hex[:8]}"),
-        *("--workers", "2", "--upstream", executor.template, "--drain-timeout", str(DRAIN_S)),
+        *("--workers", "2", "--upstream", slow_executor.template, "--drain-timeout", str(DRAIN_S)),
     )
-    answers, _, exited_after = sigterm_under_load(gateway, executor)
+    answers, _, exited_after = sigterm_under_load(gateway, slow_executor)
 
     assert Counter(answers) == Counter({(200, ""): EXECUTIONS})
-    assert Counter(r["execution"] for r in executor.records) == Counter(
+    assert Counter(r["execution"] for r in slow_executor.records) == Counter(
         {f"e{i}": 1 for i in range(EXECUTIONS)}
     )
     assert exited_after < DELAY_S + 5

@@ -23,7 +23,6 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.conftest import RedisServer
 from tests.harness import RecordingExecutor, free_port
 from tests.processes import (
     Connection,
@@ -36,6 +35,9 @@ from tests.processes import (
     setup_flow,
     worker_pids,
 )
+from tests.redis_servers import RedisServer
+
+pytestmark = pytest.mark.network  # flow-router serve processes throughout
 
 WORKERS = 2
 EXECUTIONS = "flow_router_executions_total"
@@ -52,11 +54,11 @@ def served_by(gateway: GatewayProcess, path_prefix: str) -> Counter[int]:
 
 
 def start_workers(
-    processes: Processes, redis_server: RedisServer, executor: RecordingExecutor
+    processes: Processes, redis_server: RedisServer, recording_executor: RecordingExecutor
 ) -> GatewayProcess:
     gateway = processes.start(
         *("--workers", str(WORKERS), "--store", redis_server.url),
-        *("--key-prefix", f"wk{uuid.uuid4().hex[:8]}", "--upstream", executor.template),
+        *("--key-prefix", f"wk{uuid.uuid4().hex[:8]}", "--upstream", recording_executor.template),
         "--access-log",
     )
     # /healthz answers as soon as one worker listens; wait until every one has answered
@@ -89,15 +91,15 @@ def executions_by_version(scraped: list[Sample], flow: str, alias: str) -> dict[
 
 
 def test_metrics_are_summed_over_workers(
-    processes: Processes, redis_server: RedisServer, executor: RecordingExecutor
+    processes: Processes, redis_server: RedisServer, recording_executor: RecordingExecutor
 ) -> None:
-    gateway = start_workers(processes, redis_server, executor)
+    gateway = start_workers(processes, redis_server, recording_executor)
     conn = Connection(gateway.port, fresh=True)  # a new connection (and worker) per request
     setup_flow(conn, "orders", 2, "prod", (1, 30), (2, 70))
 
     n = 400
     answered = Counter(ok(execute(conn, "orders", "prod")).version for _ in range(n))
-    seen = executor.versions()
+    seen = recording_executor.versions()
     assert answered == seen
     assert sum(seen.values()) == n and set(seen) == {"1", "2"}
     per_worker = served_by(gateway, "/?Action=StartExecution")
@@ -123,9 +125,9 @@ def test_metrics_are_summed_over_workers(
 
 
 def test_a_dead_worker_is_replaced_and_its_counts_kept(
-    processes: Processes, redis_server: RedisServer, executor: RecordingExecutor
+    processes: Processes, redis_server: RedisServer, recording_executor: RecordingExecutor
 ) -> None:
-    gateway = start_workers(processes, redis_server, executor)
+    gateway = start_workers(processes, redis_server, recording_executor)
     conn = Connection(gateway.port, fresh=True)
     setup_flow(conn, "orders", 1, "prod", (1, 1))
     for _ in range(50):
@@ -149,9 +151,9 @@ def test_a_dead_worker_is_replaced_and_its_counts_kept(
 
 
 def test_sigterm_stops_the_supervisor_and_every_worker(
-    processes: Processes, redis_server: RedisServer, executor: RecordingExecutor
+    processes: Processes, redis_server: RedisServer, recording_executor: RecordingExecutor
 ) -> None:
-    gateway = start_workers(processes, redis_server, executor)
+    gateway = start_workers(processes, redis_server, recording_executor)
     workers = worker_pids(gateway.pid)
     family = children(gateway.pid)  # the workers and multiprocessing's resource tracker
     assert len(workers) == WORKERS and set(workers) <= set(family)
@@ -184,7 +186,7 @@ def test_workers_refused_where_processes_cannot_share_state(
     upstream: bool,
     message: str,
     request: pytest.FixtureRequest,
-    executor: RecordingExecutor,
+    recording_executor: RecordingExecutor,
 ) -> None:
     if store == "redis":
         store = request.getfixturevalue("redis_server").url
@@ -192,10 +194,23 @@ def test_workers_refused_where_processes_cannot_share_state(
     command = [sys.executable, "-m", "router", "serve", "--workers", "2", "--store", store]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     if upstream:
-        command += ["--upstream", executor.template]
+        command += ["--upstream", recording_executor.template]
     done = subprocess.run(command, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr
     assert "Traceback" not in done.stderr
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", port), 0.5):
         pass
+
+
+def test_redis_without_upstream_serves_with_one_worker_and_says_why(
+    processes: Processes, redis_server: RedisServer
+) -> None:
+    """The plainest Redis trial: no --workers, no --upstream (the built-in executor)."""
+    gateway = processes.start("--store", redis_server.url, "--key-prefix", f"w1{uuid.uuid4().hex}")
+    assert worker_pids(gateway.pid) == []  # this process serves, no supervisor
+    assert "serving with 1 worker: the built-in reference executor" in gateway.log()
+    assert "(store redis://127.0.0.1:" in gateway.log() and ", 1 worker)" in gateway.log()
+    conn = Connection(gateway.port)
+    setup_flow(conn, "orders", 1, "prod", (1, 100))
+    assert ok(execute(conn, "orders", "prod")).version == "1"

@@ -38,6 +38,7 @@ from router.auth.base import (
     percent_encode,
     same,
     secret_of,
+    wire,
 )
 
 ISO_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
@@ -96,7 +97,7 @@ def rpc_string_to_sign(method: str, params: Mapping[str, str]) -> str:
 def rpc_signature(method: str, params: Mapping[str, str], secret: str) -> str:
     """The ``Signature`` the key's ``secret`` gives these parameters (WIRE.md 2.2)."""
     digest = hmac.new(
-        f"{secret}&".encode(), rpc_string_to_sign(method, params).encode(), hashlib.sha1
+        f"{secret}&".encode(), wire(rpc_string_to_sign(method, params)), hashlib.sha1
     ).digest()
     return base64.b64encode(digest).decode()
 
@@ -145,7 +146,7 @@ def acs3_canonical_request(
 
 
 def acs3_signature(canonical_request: str, secret: str) -> str:
-    digest = hashlib.sha256(canonical_request.encode()).hexdigest()
+    digest = hashlib.sha256(wire(canonical_request)).hexdigest()
     return hmac.new(secret.encode(), f"{ACS3}\n{digest}".encode(), hashlib.sha256).hexdigest()
 
 

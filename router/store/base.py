@@ -64,6 +64,15 @@ class IdempotencyRecord:
 
 
 class Store(Protocol):
+    @property
+    def in_process(self) -> bool:
+        """Whether the data lives inside this process (the memory store).
+
+        Such a store is not shared: one worker process only, and nothing
+        (nonces, rate-limit buckets) is shared through it with other gateways.
+        """
+        ...
+
     # flows ------------------------------------------------------------------
     async def create_flow(self, flow: Flow, *, max_flows: int | None = None) -> None: ...
     async def get_flow(self, name: str) -> Flow: ...

@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from router import ratelimit
 from router.errors import (
     AliasAlreadyExists,
     AliasNotFound,
@@ -34,6 +33,7 @@ from router.store.base import (
     quota_exceeded,
     routes_missing,
 )
+from router.store.bucket import Bucket, take
 
 T = TypeVar("T")
 PRUNE_EVERY = 4096  # expiring writes between sweeps of expired tokens and executions
@@ -75,8 +75,12 @@ class MemoryStore:
         self._tokens: dict[tuple[str, str], tuple[IdempotencyRecord, float]] = {}
         self._clock = clock
         self._listeners: list[Callable[[str], None]] = []
-        self._buckets: dict[str, ratelimit.Bucket] = {}
+        self._buckets: dict[str, Bucket] = {}
         self._expiring_writes = 0
+
+    @property
+    def in_process(self) -> bool:
+        return True
 
     def _changed(self, state: _FlowState) -> None:
         """Bump the flow's revision and tell every route cache in this process."""
@@ -304,7 +308,7 @@ class MemoryStore:
 
     # lifecycle --------------------------------------------------------------------
     async def take_token(self, bucket: str, rate: float, burst: int) -> float:
-        state, wait = ratelimit.take(self._buckets.get(bucket), self._clock(), rate, burst)
+        state, wait = take(self._buckets.get(bucket), self._clock(), rate, burst)
         self._buckets[bucket] = state
         return wait
 

@@ -35,9 +35,12 @@ the pool, so a restarted server costs no error on a pooled connection.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+import logging
+import time
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, Protocol, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 import redis.asyncio
@@ -45,6 +48,18 @@ from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    MasterDownError,
+    ReadOnlyError,
+    RedisClusterException,
+    ResponseError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from router.errors import Unavailable
 
 try:
     from redis.maint_notifications import MaintNotificationsConfig
@@ -58,6 +73,23 @@ SCHEMES = ("redis://", "rediss://", "unix://", SENTINEL_SCHEME, CLUSTER_SCHEME)
 CONNECT_TIMEOUT_S = 1.0
 SOCKET_TIMEOUT_S = 2.0
 HEALTH_CHECK_INTERVAL_S = 5
+
+# Failures that mean "Redis is not there (now)": the caller may retry later.
+# ReadOnlyError: a Sentinel master demoted under us; the cluster errors: a node
+# or the slot's master is down, or the client cannot reach any node to learn
+# the topology (RedisClusterException).
+UNREACHABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ReadOnlyError,
+    ClusterDownError,
+    MasterDownError,
+    TryAgainError,
+    RedisClusterException,
+    OSError,
+)
+FAILURE_LOG_INTERVAL_S = 10.0
+UNAVAILABLE = "store unavailable"  # all a client is told of an unreachable store
 
 _OPTIONS: dict[str, Callable[[str], Any]] = {
     "socket_connect_timeout": float,
@@ -196,3 +228,102 @@ def _cluster(url: str) -> Clients:
     nodes = [ClusterNode(host, port) for host, port in parsed.hosts]
     client = RedisCluster(startup_nodes=nodes, **options)
     return Clients(client, node_options=options)
+
+
+# -- what may be shown, and what is logged ----------------------------------------
+
+
+class FailureLog:
+    """Logs why the store is unreachable at WARNING: the first failure, then one
+    line per ``interval_s`` with the count, never a line (or traceback) per request.
+
+    Clients are only told "store unavailable": redis-py's messages name hosts,
+    ports and pool settings.
+    """
+
+    def __init__(
+        self,
+        logger: logging.Logger,
+        interval_s: float = FAILURE_LOG_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._log = logger
+        self._interval_s = interval_s
+        self._clock = clock
+        self._next_at = float("-inf")
+        self._unlogged = 0
+
+    def failed(self, operation: str, error: BaseException) -> None:
+        now = self._clock()
+        if now < self._next_at:
+            self._unlogged += 1
+            return
+        also = f" (and {self._unlogged} more since the last report)" if self._unlogged else ""
+        self._log.warning(
+            "store unavailable: %s failed: %s: %s%s", operation, type(error).__name__, error, also
+        )
+        self._unlogged = 0
+        self._next_at = now + self._interval_s
+
+
+class _Logged(Protocol):
+    @property
+    def failures(self) -> FailureLog: ...
+
+
+S = TypeVar("S", bound=_Logged)
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def reachable(
+    fn: Callable[Concatenate[S, P], Coroutine[Any, Any, R]],
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """Turn Redis connection failures of a store method into ``Unavailable``.
+
+    The details go to the store's :class:`FailureLog`; the client sees only
+    :data:`UNAVAILABLE`.
+    """
+
+    @functools.wraps(fn)
+    async def call(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await fn(self, *args, **kwargs)
+        except UNREACHABLE as e:
+            self.failures.failed(fn.__name__, e)
+            raise Unavailable(UNAVAILABLE) from e
+
+    return call
+
+
+async def persistence_warning(url: str) -> str | None:
+    """Why nonces stored at ``url`` would not survive a restart, or ``None``.
+
+    Asks the server (``CONFIG GET appendonly`` and ``save``). ``None`` too when
+    it cannot tell: ``CONFIG`` disabled or renamed, or the server unreachable.
+    """
+    clients = connect(url)
+    try:
+        config: dict[Any, Any] = {}
+        for name in ("appendonly", "save"):
+            config.update(await clients.client.config_get(name))
+    except (ResponseError, *UNREACHABLE):
+        return None
+    finally:
+        await clients.client.aclose()
+        for other in clients.also_close:
+            await other.aclose()
+    appendonly = _text(config.get("appendonly", config.get(b"appendonly", "")))
+    save = _text(config.get("save", config.get(b"save", "")))
+    if appendonly.lower() != "no":
+        return None
+    snapshots = f"RDB snapshots only (save {save!r})" if save else "no persistence at all"
+    return (
+        f"Redis reports appendonly no, {snapshots}: nonces are the replay protection of "
+        "signed requests, and a restart that loses them lets a signed request seen in the "
+        "last 15 minutes be accepted once more. Run Redis with appendonly yes"
+    )
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -52,20 +52,24 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture
-def signed(bg_loop: BackgroundLoop, executor: RecordingExecutor) -> Iterator[GatewayServer]:
+def signed(
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
+) -> Iterator[GatewayServer]:
     """A gateway on the memory store that requires signatures."""
     store = MemoryStore()
-    server = start_gateway(bg_loop, store, executor, credentials=dict(CREDENTIALS))
+    server = start_gateway(bg_loop, store, recording_executor, credentials=dict(CREDENTIALS))
     yield server
     bg_loop.run(server.stop())
     bg_loop.run(store.close())
 
 
 @pytest.fixture
-def unsigned(bg_loop: BackgroundLoop, executor: RecordingExecutor) -> Iterator[GatewayServer]:
+def unsigned(
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
+) -> Iterator[GatewayServer]:
     """A gateway without credentials."""
     store = MemoryStore()
-    server = start_gateway(bg_loop, store, executor)
+    server = start_gateway(bg_loop, store, recording_executor)
     yield server
     bg_loop.run(server.stop())
     bg_loop.run(store.close())
@@ -140,7 +144,7 @@ def assert_access_denied(answer: Answer) -> None:
 
 @pytest.mark.parametrize("v3", [False, True], ids=["rpc-v1", "acs3"])
 def test_cloudflow_sdk_with_the_right_key(
-    signed: GatewayServer, executor: RecordingExecutor, v3: bool
+    signed: GatewayServer, recording_executor: RecordingExecutor, v3: bool
 ) -> None:
     client = cloudflow_client(signed, v3=v3)
     cf.create_flow(client, "orders", versions=2)
@@ -157,7 +161,7 @@ def test_cloudflow_sdk_with_the_right_key(
         models.DescribeExecutionRequest(flow_name="orders", execution_name="run-1")
     )
     assert described.body.name == "run-1"
-    assert len(executor.records) == 1
+    assert len(recording_executor.records) == 1
 
 
 @pytest.mark.parametrize("v3", [False, True], ids=["rpc-v1", "acs3"])
@@ -178,7 +182,7 @@ def test_cloudflow_unknown_key(signed: GatewayServer, v3: bool) -> None:
 
 
 def test_cloudflow_unsigned_raw_requests(
-    signed: GatewayServer, executor: RecordingExecutor
+    signed: GatewayServer, recording_executor: RecordingExecutor
 ) -> None:
     cf.assert_raw_error(cf.raw_call(signed, "ListFlows", {}, "GET"), 403, "MissingSignature")
     created = cf.raw_call(signed, "CreateFlow", {"Name": "f", "Definition": cf.DEFINITION})
@@ -186,11 +190,11 @@ def test_cloudflow_unsigned_raw_requests(
     started = cf.raw_call(signed, "StartExecution", {"FlowName": "f"})
     cf.assert_raw_error(started, 403, "MissingSignature")
     assert not cloudflow_client(signed).list_flows(models.ListFlowsRequest()).body.flows
-    assert executor.records == []
+    assert recording_executor.records == []
 
 
 def test_cloudflow_replayed_request_is_refused(
-    signed: GatewayServer, executor: RecordingExecutor
+    signed: GatewayServer, recording_executor: RecordingExecutor
 ) -> None:
     cf.create_flow(cloudflow_client(signed), "orders", versions=1)
     # One signed StartExecution, sent twice byte for byte.
@@ -199,7 +203,7 @@ def test_cloudflow_replayed_request_is_refused(
     first = rpc_post(signed, params, set(business))
     assert first.status == 200, first.body
     assert code_of(rpc_post(signed, params, set(business))) == (403, "SignatureNonceUsed")
-    assert len(executor.records) == 1  # the replay ran nothing
+    assert len(recording_executor.records) == 1  # the replay ran nothing
 
     params = rpc_params("ListFlows", {"Limit": "10"})
     assert rpc_get(signed, params).status == 200
@@ -236,7 +240,9 @@ def test_cloudflow_tampered_request(signed: GatewayServer) -> None:
 # -- Bedrock -----------------------------------------------------------------------------------
 
 
-def test_bedrock_sdk_with_the_right_key(signed: GatewayServer, executor: RecordingExecutor) -> None:
+def test_bedrock_sdk_with_the_right_key(
+    signed: GatewayServer, recording_executor: RecordingExecutor
+) -> None:
     agent = boto("bedrock-agent", signed)
     runtime = boto("bedrock-agent-runtime", signed)
     flow_id = bedrock.create_flow(agent, "orders", versions=1)
@@ -250,14 +256,14 @@ def test_bedrock_sdk_with_the_right_key(signed: GatewayServer, executor: Recordi
         flowIdentifier=flow_id, flowAliasIdentifier=alias_id, inputs=bedrock.inputs({"q": 2})
     )
     assert started["executionArn"]
-    assert len(executor.records) == 2
+    assert len(recording_executor.records) == 2
 
 
 @pytest.mark.parametrize(
     ("akid", "secret"), [(AKID, "not-the-secret"), ("AKIDUNKNOWN", SECRET)], ids=["secret", "key"]
 )
 def test_bedrock_wrong_credentials(
-    signed: GatewayServer, executor: RecordingExecutor, akid: str, secret: str
+    signed: GatewayServer, recording_executor: RecordingExecutor, akid: str, secret: str
 ) -> None:
     flow_id = bedrock.create_flow(boto("bedrock-agent", signed), "orders", versions=1)
     agent = boto("bedrock-agent", signed, akid, secret)
@@ -275,7 +281,7 @@ def test_bedrock_wrong_credentials(
             flowIdentifier=flow_id, flowAliasIdentifier="TSTALIASID", inputs=bedrock.inputs({})
         )
     assert boto("bedrock-agent", signed).get_flow(flowIdentifier=flow_id)["id"] == flow_id
-    assert executor.records == []
+    assert recording_executor.records == []
 
 
 def test_bedrock_unsigned_and_expired(signed: GatewayServer) -> None:
@@ -308,11 +314,13 @@ def test_operations_endpoints_stay_open(signed: GatewayServer) -> None:
 
 
 def test_reference_executor_works_behind_a_signed_gateway(
-    bg_loop: BackgroundLoop, executor: RecordingExecutor
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
 ) -> None:
     """The gateway calls its built-in executor (``/_executor``) unsigned: still open."""
     store = MemoryStore()
-    server = start_gateway(bg_loop, store, executor, upstream=None, credentials=CREDENTIALS)
+    server = start_gateway(
+        bg_loop, store, recording_executor, upstream=None, credentials=CREDENTIALS
+    )
     try:
         client = cloudflow_client(server)
         cf.create_flow(client, "local", versions=1)
@@ -335,12 +343,14 @@ def test_without_credentials_unsigned_requests_are_served(unsigned: GatewayServe
 
 
 def test_a_replay_to_another_replica_is_refused(
-    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, executor: RecordingExecutor
+    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
 ) -> None:
     url = request.getfixturevalue("redis_server").url
     prefix = f"t{uuid.uuid4().hex[:8]}"
     stores = [RedisStore.from_url(url, prefix), RedisStore.from_url(url, prefix)]
-    gateways = [start_gateway(bg_loop, s, executor, credentials=CREDENTIALS) for s in stores]
+    gateways = [
+        start_gateway(bg_loop, s, recording_executor, credentials=CREDENTIALS) for s in stores
+    ]
     try:
         params = rpc_params("ListFlows", {})
         assert rpc_get(gateways[0], params).status == 200
@@ -378,6 +388,7 @@ def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
+@pytest.mark.network  # a flow-router serve process
 @pytest.mark.parametrize(
     ("args", "env"),
     [
@@ -396,6 +407,7 @@ def test_cli_refuses_a_public_address_without_credentials(
     assert "--credentials" in result.stderr and "--insecure" in result.stderr
 
 
+@pytest.mark.network  # a flow-router serve process
 def test_cli_refuses_a_bad_credentials_file(tmp_path: Path) -> None:
     bad = tmp_path / "keys.json"
     bad.write_text('["not", "an", "object"]')

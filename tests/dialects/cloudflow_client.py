@@ -30,8 +30,9 @@ from alibabacloud_tea_openapi.utils_models import Config as SdkConfig
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from tests.dialects.conftest import make_store, start_gateway
+from tests.dialects.conftest import start_gateway
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor
+from tests.plugin import StoreBackend, make_backend
 
 DEFINITION = "version: v1\ntype: flow\nsteps:\n  - type: pass\n    name: hello"
 
@@ -185,18 +186,30 @@ def routing(body_routes: Any) -> list[tuple[str, int]]:
 def custom_gateway(
     request: pytest.FixtureRequest,
     bg_loop: BackgroundLoop,
-    executor: RecordingExecutor,
+    recording_executor: RecordingExecutor,
     store_kind: str,
     **config: Any,
 ) -> Iterator[GatewayServer]:
     """Like the ``gateway`` fixture, with ``Config`` overrides (upstream, timeouts)."""
-    store = make_store(store_kind, request)
-    server = start_gateway(bg_loop, store, executor, **config)
+    with gateway_on(make_backend(store_kind, request), bg_loop, recording_executor, **config) as gw:
+        yield gw
+
+
+@contextmanager
+def gateway_on(
+    backend: StoreBackend,
+    bg_loop: BackgroundLoop,
+    recording_executor: RecordingExecutor,
+    **config: Any,
+) -> Iterator[GatewayServer]:
+    """``custom_gateway`` on a store whose backend the test holds (to pass its time)."""
+    store = backend.open()
+    server = start_gateway(bg_loop, store, recording_executor, **config)
     try:
         yield server
     finally:
         bg_loop.run(server.stop())
-        bg_loop.run(store.close())
+        bg_loop.run(backend.close())
 
 
 # -- operations endpoints ---------------------------------------------------------------

@@ -1,13 +1,12 @@
 """Fixtures for the SDK suites: a gateway on 127.0.0.1 with a recording executor.
 
 ``gateway`` is parametrised over the embedded store and a real redis-server
-(started by ``redis_server`` in tests/conftest.py), so every SDK scenario runs
+(started by ``redis_server`` in tests/plugin.py), so every SDK scenario runs
 on both.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,47 +14,18 @@ import pytest
 
 from router.config import Config
 from router.store.base import Store
-from router.store.memory import MemoryStore
 from tests.dialects.bedrock_client import agent_client, runtime_client
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor, free_port
+from tests.plugin import open_store
 
 GATEWAY_STORES = ["memory", "redis"]
-
-
-@pytest.fixture(scope="session")
-def bg_loop() -> Iterator[BackgroundLoop]:
-    loop = BackgroundLoop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture(scope="session")
-def recording_executor_session(bg_loop: BackgroundLoop) -> Iterator[RecordingExecutor]:
-    executor = RecordingExecutor()
-    bg_loop.run(executor.start())
-    yield executor
-    bg_loop.run(executor.stop())
-
-
-@pytest.fixture
-def executor(recording_executor_session: RecordingExecutor) -> RecordingExecutor:
-    recording_executor_session.reset()
-    return recording_executor_session
-
-
-def make_store(kind: str, request: pytest.FixtureRequest) -> Store:
-    if kind == "memory":
-        return MemoryStore()
-    from router.store.redis import RedisStore
-
-    server: Any = request.getfixturevalue("redis_server")
-    return RedisStore.from_url(server.url, f"t{uuid.uuid4().hex[:8]}")
+make_store = open_store  # the older name of the one store factory (tests/plugin.py)
 
 
 def start_gateway(
-    bg_loop: BackgroundLoop, store: Store, executor: RecordingExecutor, **config: Any
+    bg_loop: BackgroundLoop, store: Store, recording_executor: RecordingExecutor, **config: Any
 ) -> GatewayServer:
-    config.setdefault("upstream", executor.template)
+    config.setdefault("upstream", recording_executor.template)
     # Seeded so the statistical tests are deterministic (each one was checked to
     # pass at its stated significance level; an unseeded run would fail ~alpha of the time).
     config.setdefault("random_seed", 20261123)
@@ -66,10 +36,10 @@ def start_gateway(
 
 @pytest.fixture(params=GATEWAY_STORES)
 def gateway(
-    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, executor: RecordingExecutor
+    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
 ) -> Iterator[GatewayServer]:
-    store = make_store(request.param, request)
-    server = start_gateway(bg_loop, store, executor)
+    store = open_store(request.param, request)
+    server = start_gateway(bg_loop, store, recording_executor)
     yield server
     bg_loop.run(server.stop())
     bg_loop.run(store.close())

@@ -335,18 +335,18 @@ ON_MISSING_FLOW: dict[str, Callable[[Any, Any], Any]] = {
 
 @pytest.mark.parametrize("operation", ON_MISSING_FLOW)
 def test_missing_flow(
-    agent: Any, runtime: Any, executor: RecordingExecutor, operation: str
+    agent: Any, runtime: Any, recording_executor: RecordingExecutor, operation: str
 ) -> None:
     client = (
         runtime if operation in ("StartFlowExecution", "InvokeFlow", "GetFlowExecution") else agent
     )
     with bedrock_error(client, "ResourceNotFoundException", 404):
         ON_MISSING_FLOW[operation](agent, runtime)
-    assert executor.records == []
+    assert recording_executor.records == []
 
 
 def test_missing_alias_and_version(
-    agent: Any, runtime: Any, flow_id: str, executor: RecordingExecutor
+    agent: Any, runtime: Any, flow_id: str, recording_executor: RecordingExecutor
 ) -> None:
     gone = "ZZZZZZZZZ1"
     calls: list[tuple[Any, Callable[[], Any]]] = [
@@ -383,7 +383,7 @@ def test_missing_alias_and_version(
     for client, call in calls:
         with bedrock_error(client, "ResourceNotFoundException", 404):
             call()
-    assert executor.records == []
+    assert recording_executor.records == []
 
 
 # -- conflicts ------------------------------------------------------------------------

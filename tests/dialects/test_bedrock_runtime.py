@@ -51,7 +51,7 @@ def _version(resp: Any) -> str:
 
 
 def test_invoke_flow_follows_update_flow_alias(
-    agent: Any, runtime: Any, executor: RecordingExecutor
+    agent: Any, runtime: Any, recording_executor: RecordingExecutor
 ) -> None:
     flow_id = create_flow(agent, "f1", versions=2)
     alias_id = create_alias(agent, flow_id, "prod", "1")
@@ -69,7 +69,7 @@ def test_invoke_flow_follows_update_flow_alias(
             {"flowCompletionEvent": {"completionReason": "SUCCESS"}},
         ]
         assert invoked.execution_id
-    record = executor.records[-1]
+    record = recording_executor.records[-1]
     assert {k: record[k] for k in ("flow", "flowId", "version", "path_version", "alias")} == {
         "flow": "f1",
         "flowId": flow_id,
@@ -85,14 +85,14 @@ def test_invoke_flow_follows_update_flow_alias(
         name="prod",
         routingConfiguration=[{"flowVersion": "2"}],
     )
-    executor.reset()
+    recording_executor.reset()
     for _ in range(3):
         assert invoke(runtime, flow_arn(flow_id), alias_arn(flow_id, alias_id)).version == "2"
-    assert executor.versions() == Counter({"2": 3})
+    assert recording_executor.versions() == Counter({"2": 3})
 
 
 def test_start_flow_execution_follows_update_flow_alias(
-    agent: Any, runtime: Any, executor: RecordingExecutor
+    agent: Any, runtime: Any, recording_executor: RecordingExecutor
 ) -> None:
     flow_id = create_flow(agent, "f1", versions=2)
     alias_id = create_alias(agent, flow_id, "prod", "1")
@@ -104,7 +104,7 @@ def test_start_flow_execution_follows_update_flow_alias(
         r"/execution/[a-zA-Z0-9-]{1,36}",
         arn,
     )
-    record = executor.records[-1]
+    record = recording_executor.records[-1]
     assert (record["version"], record["alias"], record["input"]) == ("1", "prod", {"q": "hi"})
     assert record["execution"] == arn.rsplit("/", 1)[1]
 
@@ -116,7 +116,7 @@ def test_start_flow_execution_follows_update_flow_alias(
     )
     after = _start(runtime, flow_id, alias_arn(flow_id, alias_id), {"q": "again"})
     assert _version(after) == "2"
-    assert [r["version"] for r in executor.records] == ["1", "2"]
+    assert [r["version"] for r in recording_executor.records] == ["1", "2"]
 
     # The ARN leads back to flow, alias and the version that ran it, even after the switch.
     for execution, version, document in [
@@ -144,15 +144,17 @@ def test_start_flow_execution_follows_update_flow_alias(
             assert by_id["flowVersion"] == version
 
 
-def test_caller_named_execution(agent: Any, runtime: Any, executor: RecordingExecutor) -> None:
+def test_caller_named_execution(
+    agent: Any, runtime: Any, recording_executor: RecordingExecutor
+) -> None:
     flow_id = create_flow(agent, "f1", versions=1)
     alias_id = create_alias(agent, flow_id, "prod", "1")
     started = _start(runtime, flow_id, alias_id, flowExecutionName="nightly-run-1")
     assert started["executionArn"].endswith("/execution/nightly-run-1")
-    assert executor.records[-1]["execution"] == "nightly-run-1"
+    assert recording_executor.records[-1]["execution"] == "nightly-run-1"
     with bedrock_error(runtime, "ConflictException", 409):
         _start(runtime, flow_id, alias_id, flowExecutionName="nightly-run-1")
-    assert len(executor.records) == 1
+    assert len(recording_executor.records) == 1
     stopped = runtime.stop_flow_execution(
         flowIdentifier=flow_id, flowAliasIdentifier=alias_id, executionIdentifier="nightly-run-1"
     )
@@ -164,7 +166,7 @@ def test_caller_named_execution(agent: Any, runtime: Any, executor: RecordingExe
 
 
 def test_list_flow_executions(
-    gateway: GatewayServer, agent: Any, runtime: Any, executor: RecordingExecutor
+    gateway: GatewayServer, agent: Any, runtime: Any, recording_executor: RecordingExecutor
 ) -> None:
     flow_id = create_flow(agent, "f1", versions=2)
     prod = create_alias(agent, flow_id, "prod", "1")
@@ -173,7 +175,7 @@ def test_list_flow_executions(
     for alias, n in ((prod, 3), (beta, 2), ("TSTALIASID", 1)):
         for _ in range(n):
             arn = _start(runtime, flow_id, alias)["executionArn"]
-            started[arn] = (alias, executor.records[-1]["version"])
+            started[arn] = (alias, recording_executor.records[-1]["version"])
     invoke(runtime, flow_id, prod)  # InvokeFlow executions are not recorded
     cf.start(cf.client_for(gateway), "f1", "1", "{}", name="by-version")  # no alias: not listed
 
@@ -203,7 +205,9 @@ def test_list_flow_executions(
         runtime.list_flow_executions(flowIdentifier="ZZZZZZZZZ0")
 
 
-def test_test_alias_runs_draft(agent: Any, runtime: Any, executor: RecordingExecutor) -> None:
+def test_test_alias_runs_draft(
+    agent: Any, runtime: Any, recording_executor: RecordingExecutor
+) -> None:
     flow_id = create_flow(agent, "f1", versions=1)
     assert invoke(runtime, flow_id, "TSTALIASID").version == "DRAFT"
     started = _start(runtime, flow_id, "TSTALIASID")
@@ -215,14 +219,14 @@ def test_test_alias_runs_draft(agent: Any, runtime: Any, executor: RecordingExec
         executionIdentifier=started["executionArn"],
     )
     assert got["flowVersion"] == "DRAFT"
-    assert [(r["version"], r["alias"]) for r in executor.records] == [
+    assert [(r["version"], r["alias"]) for r in recording_executor.records] == [
         ("DRAFT", "TSTALIASID"),
         ("DRAFT", "TSTALIASID"),
     ]
 
 
 def test_executions_through_both_dialects_honour_one_alias(
-    gateway: GatewayServer, agent: Any, runtime: Any, executor: RecordingExecutor
+    gateway: GatewayServer, agent: Any, runtime: Any, recording_executor: RecordingExecutor
 ) -> None:
     alibaba = cf.client_for(gateway)
     flow_id = create_flow(agent, "f1", versions=2)
@@ -237,7 +241,7 @@ def test_executions_through_both_dialects_honour_one_alias(
         )
     )
     assert invoke(runtime, flow_id, summary["id"]).version == "1"
-    assert [r["version"] for r in executor.records] == ["2", "2", "1"]
+    assert [r["version"] for r in recording_executor.records] == ["2", "2", "1"]
 
 
 # -- executor failures -------------------------------------------------------------------------
@@ -249,11 +253,11 @@ def test_executions_through_both_dialects_honour_one_alias(
     ids=["http-500", "body-not-json", "status-failed"],
 )
 def test_executor_failure_mid_stream_is_a_modeled_event(
-    agent: Any, runtime: Any, executor: RecordingExecutor, behaviour: Behaviour
+    agent: Any, runtime: Any, recording_executor: RecordingExecutor, behaviour: Behaviour
 ) -> None:
     flow_id = create_flow(agent, "f1", versions=1)
     alias_id = create_alias(agent, flow_id, "prod", "1")
-    executor.behaviours["1"] = behaviour
+    recording_executor.behaviours["1"] = behaviour
     resp = runtime.invoke_flow(
         flowIdentifier=flow_id, flowAliasIdentifier=alias_id, inputs=inputs({})
     )
@@ -263,11 +267,11 @@ def test_executor_failure_mid_stream_is_a_modeled_event(
         list(resp["responseStream"])
     assert info.value.response["Error"]["Code"] == "dependencyFailedException"
     assert info.value.response["Error"]["Message"]  # which version failed: X-Flow-Version
-    assert len(executor.records) == 1
+    assert len(recording_executor.records) == 1
 
 
 def test_failures_before_the_stream_are_json_errors(
-    agent: Any, runtime: Any, executor: RecordingExecutor
+    agent: Any, runtime: Any, recording_executor: RecordingExecutor
 ) -> None:
     flow_id = create_flow(agent, "f1", versions=1)
     with bedrock_error(runtime, "ResourceNotFoundException", 404):
@@ -282,22 +286,22 @@ def test_failures_before_the_stream_are_json_errors(
     with bedrock_error(runtime, "ValidationException", 400) as raised:
         runtime.invoke_flow(flowIdentifier=flow_id, flowAliasIdentifier="TSTALIASID", inputs=two)
     assert "inputs" in raised.message
-    assert executor.records == []
+    assert recording_executor.records == []
 
 
 @pytest.mark.parametrize("behaviour", [Behaviour(status=500), Behaviour(status=503)])
 def test_start_flow_execution_executor_failure_is_424_and_not_retried(
-    gateway: GatewayServer, agent: Any, executor: RecordingExecutor, behaviour: Behaviour
+    gateway: GatewayServer, agent: Any, recording_executor: RecordingExecutor, behaviour: Behaviour
 ) -> None:
     flow_id = create_flow(agent, "f1", versions=1)
     alias_id = create_alias(agent, flow_id, "prod", "1")
-    executor.behaviours["1"] = behaviour
+    recording_executor.behaviours["1"] = behaviour
     # boto3's default retry policy: 5xx would be sent again, 424 is not.
     retrying = _client_with_default_retries(gateway)
     with bedrock_error(retrying, "DependencyFailedException", 424) as raised:
         _start(retrying, flow_id, alias_id)
     assert "version 1" in raised.message
-    assert len(executor.records) == 1
+    assert len(recording_executor.records) == 1
 
 
 def _client_with_default_retries(gateway: GatewayServer) -> Any:
@@ -315,11 +319,13 @@ def _client_with_default_retries(gateway: GatewayServer) -> Any:
 def test_unreachable_executor(
     request: pytest.FixtureRequest,
     bg_loop: BackgroundLoop,
-    executor: RecordingExecutor,
+    recording_executor: RecordingExecutor,
     store_kind: str,
 ) -> None:
     upstream = f"http://127.0.0.1:{free_port()}/flows/{{flow}}/versions/{{version}}/executions"
-    with cf.custom_gateway(request, bg_loop, executor, store_kind, upstream=upstream) as gateway:
+    with cf.custom_gateway(
+        request, bg_loop, recording_executor, store_kind, upstream=upstream
+    ) as gateway:
         agent, runtime = agent_client(gateway), _client_with_default_retries(gateway)
         flow_id = create_flow(agent, "f1", versions=1)
         alias_id = create_alias(agent, flow_id, "prod", "1")
@@ -337,7 +343,7 @@ def test_unreachable_executor(
 
 
 def test_bedrock_executions_share_the_cloudflow_metrics(
-    gateway: GatewayServer, agent: Any, runtime: Any, executor: RecordingExecutor
+    gateway: GatewayServer, agent: Any, runtime: Any, recording_executor: RecordingExecutor
 ) -> None:
     alibaba = cf.client_for(gateway)
     flow_id = create_flow(agent, "f1", versions=1)
@@ -349,7 +355,7 @@ def test_bedrock_executions_share_the_cloudflow_metrics(
     for _ in range(3):
         cf.start(alibaba, "f1", "prod", "{}")
     invoke(runtime, flow_id, "TSTALIASID")
-    executor.behaviours["1"] = Behaviour(status=500)
+    recording_executor.behaviours["1"] = Behaviour(status=500)
     with pytest.raises(EventStreamError):
         list(
             runtime.invoke_flow(
@@ -364,7 +370,7 @@ def test_bedrock_executions_share_the_cloudflow_metrics(
     assert cf.value(scraped, EXECUTIONS, outcome="error", **labels) == 1
     draft = {"flow": "f1", "alias": "TSTALIASID", "version": "DRAFT"}
     assert cf.value(scraped, EXECUTIONS, outcome="success", **draft) == 1
-    assert len(executor.records) == 11
+    assert len(recording_executor.records) == 11
     assert cf.value(scraped, API_REQUESTS, dialect="bedrock", action="InvokeFlow", code="200") == 6
     assert (
         cf.value(scraped, API_REQUESTS, dialect="bedrock", action="StartFlowExecution", code="200")
@@ -374,7 +380,7 @@ def test_bedrock_executions_share_the_cloudflow_metrics(
 
 
 def test_sticky_routing_key(
-    agent: Any, gateway: GatewayServer, executor: RecordingExecutor
+    agent: Any, gateway: GatewayServer, recording_executor: RecordingExecutor
 ) -> None:
     """flow-router extension, as for CloudFlow: X-Routing-Key picks the version stably."""
     alibaba = cf.client_for(gateway)

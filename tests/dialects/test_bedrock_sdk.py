@@ -8,7 +8,6 @@ validation rule in ``test_bedrock_errors.py``.
 from __future__ import annotations
 
 import re
-import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -34,6 +33,7 @@ from tests.dialects.bedrock_client import (
 )
 from tests.dialects.conftest import GATEWAY_STORES
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor, free_port
+from tests.plugin import make_backend
 
 ID = re.compile(r"[0-9a-zA-Z]{10}")
 # make_app builds its Gateway without a seedable rng, so the split test cannot fix the
@@ -315,14 +315,16 @@ def test_concurrent_creates_with_one_token_create_once(gateway: GatewayServer) -
     assert len(agent.list_flow_aliases(flowIdentifier=flow_id)["flowAliasSummaries"]) == 1
 
 
+@pytest.mark.redis_clock
 @pytest.mark.parametrize("store_kind", GATEWAY_STORES)
 def test_client_tokens_expire(
     request: pytest.FixtureRequest,
     bg_loop: BackgroundLoop,
-    executor: RecordingExecutor,
+    recording_executor: RecordingExecutor,
     store_kind: str,
 ) -> None:
-    with cf.custom_gateway(request, bg_loop, executor, store_kind, idempotency_ttl_s=1) as gateway:
+    backend = make_backend(store_kind, request)
+    with cf.gateway_on(backend, bg_loop, recording_executor, idempotency_ttl_s=1) as gateway:
         agent = agent_client(gateway)
         flow_id = create_flow(agent, "f1")
         token = _token()
@@ -332,14 +334,14 @@ def test_client_tokens_expire(
         assert (
             agent.create_flow_version(flowIdentifier=flow_id, clientToken=token)["version"] == "1"
         )
-        time.sleep(1.5)
+        bg_loop.run(backend.pass_time(1.5))
         assert (
             agent.create_flow_version(flowIdentifier=flow_id, clientToken=token)["version"] == "2"
         )
 
 
 def test_client_tokens_survive_a_gateway_restart_on_redis(
-    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, executor: RecordingExecutor
+    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
 ) -> None:
     from router.store.redis import RedisStore
 
@@ -354,7 +356,9 @@ def test_client_tokens_survive_a_gateway_restart_on_redis(
 
     def run(step: Any) -> Any:
         store = RedisStore.from_url(server.url, prefix)
-        gateway = GatewayServer(Config(port=free_port(), upstream=executor.template), store=store)
+        gateway = GatewayServer(
+            Config(port=free_port(), upstream=recording_executor.template), store=store
+        )
         bg_loop.run(gateway.start())
         try:
             return step(agent_client(gateway))
@@ -439,8 +443,9 @@ def test_a_cloudflow_flow_is_visible_through_bedrock_and_back(gateway: GatewaySe
     assert cf.routing(alias.routing_configurations) == [("1", 1)]
 
 
+@pytest.mark.slow
 def test_weighted_cloudflow_alias_through_invoke_flow(
-    gateway: GatewayServer, executor: RecordingExecutor
+    gateway: GatewayServer, recording_executor: RecordingExecutor
 ) -> None:
     agent, runtime, alibaba = agent_client(gateway), runtime_client(gateway), cf.client_for(gateway)
     cf.create_flow(alibaba, "split", versions=2)
@@ -459,8 +464,8 @@ def test_weighted_cloudflow_alias_through_invoke_flow(
         assert output["flowOutputEvent"]["content"]["document"]["ranOn"] == invoked.version
         assert completion == {"flowCompletionEvent": {"completionReason": "SUCCESS"}}
         headers[invoked.version] += 1
-    assert headers == executor.versions()
-    assert {r["alias"] for r in executor.records} == {"canary"}
+    assert headers == recording_executor.versions()
+    assert {r["alias"] for r in recording_executor.records} == {"canary"}
     observed = [headers["1"], headers["2"]]
     # alpha = 0.001 (see ALPHA): the split must not be distinguishable from 30/70.
     result = chisquare(observed, f_exp=[n * 0.3, n * 0.7])
@@ -471,11 +476,16 @@ def test_weighted_cloudflow_alias_through_invoke_flow(
 def test_arns_carry_the_configured_region_and_account(
     request: pytest.FixtureRequest,
     bg_loop: BackgroundLoop,
-    executor: RecordingExecutor,
+    recording_executor: RecordingExecutor,
     store_kind: str,
 ) -> None:
     with cf.custom_gateway(
-        request, bg_loop, executor, store_kind, region="eu-west-3", account_id="999988887777"
+        request,
+        bg_loop,
+        recording_executor,
+        store_kind,
+        region="eu-west-3",
+        account_id="999988887777",
     ) as gateway:
         agent = agent_client(gateway)
         flow = agent.create_flow(name="f1", executionRoleArn=ROLE)

@@ -143,13 +143,13 @@ def test_create_flow_alias_missing_parameter(client: Client, fields: dict[str, A
     ],
 )
 def test_other_missing_parameters(
-    client: Client, executor: RecordingExecutor, call: Callable[[Client], Any]
+    client: Client, recording_executor: RecordingExecutor, call: Callable[[Client], Any]
 ) -> None:
     _with_alias(client)
     with cloudflow_error(400, "MissingRequiredParams"):
         call(client)
     _assert_alias_unchanged(client)
-    assert executor.records == []
+    assert recording_executor.records == []
 
 
 # -- InvalidArgument -----------------------------------------------------------------
@@ -281,12 +281,12 @@ def test_update_flow_rejects_a_long_description_and_changes_nothing(client: Clie
     ],
 )
 def test_invalid_values(
-    client: Client, executor: RecordingExecutor, call: Callable[[Client], Any]
+    client: Client, recording_executor: RecordingExecutor, call: Callable[[Client], Any]
 ) -> None:
     _with_alias(client)
     with cloudflow_error(400, "InvalidArgument"):
         call(client)
-    assert executor.records == []
+    assert recording_executor.records == []
 
 
 def test_list_flow_versions_rejects_a_malformed_next_token(client: Client) -> None:
@@ -340,13 +340,15 @@ ON_MISSING_FLOW: dict[str, Callable[[Client], Any]] = {
 
 
 @pytest.mark.parametrize("action", ON_MISSING_FLOW)
-def test_flow_not_exists(client: Client, executor: RecordingExecutor, action: str) -> None:
+def test_flow_not_exists(
+    client: Client, recording_executor: RecordingExecutor, action: str
+) -> None:
     _with_alias(client)
     with cloudflow_error(404, "FlowNotExists") as raised:
         ON_MISSING_FLOW[action](client)
     assert "nope" in raised.message
     assert _flow_names(client) == ["f1"]
-    assert executor.records == []
+    assert recording_executor.records == []
 
 
 ON_MISSING_ALIAS: dict[str, Callable[[Client], Any]] = {
@@ -366,12 +368,14 @@ ON_MISSING_ALIAS: dict[str, Callable[[Client], Any]] = {
 
 
 @pytest.mark.parametrize("action", ON_MISSING_ALIAS)
-def test_flow_alias_not_exists(client: Client, executor: RecordingExecutor, action: str) -> None:
+def test_flow_alias_not_exists(
+    client: Client, recording_executor: RecordingExecutor, action: str
+) -> None:
     _with_alias(client)
     with cloudflow_error(404, "FlowAliasNotExists"):
         ON_MISSING_ALIAS[action](client)
     _assert_alias_unchanged(client)
-    assert executor.records == []
+    assert recording_executor.records == []
 
 
 def test_create_flow_alias_to_a_missing_version(client: Client) -> None:
@@ -419,12 +423,12 @@ def test_update_flow_alias_to_a_deleted_version(client: Client) -> None:
     ids=["StartExecution", "DescribeFlow", "DeleteFlowVersion"],
 )
 def test_flow_version_not_exists(
-    client: Client, executor: RecordingExecutor, call: Callable[[Client], Any]
+    client: Client, recording_executor: RecordingExecutor, call: Callable[[Client], Any]
 ) -> None:
     _with_alias(client)
     with cloudflow_error(404, "FlowVersionNotExists"):
         call(client)
-    assert executor.records == []
+    assert recording_executor.records == []
 
 
 def test_execution_not_exists_for_a_forged_generated_name(client: Client) -> None:
@@ -466,12 +470,12 @@ def test_flow_alias_already_exists(client: Client) -> None:
     _assert_alias_unchanged(client)
 
 
-def test_execution_already_exists(client: Client, executor: RecordingExecutor) -> None:
+def test_execution_already_exists(client: Client, recording_executor: RecordingExecutor) -> None:
     _with_alias(client)
     first = start(client, "f1", "prod", '{"n": 1}', name="once")
     with cloudflow_error(409, "ExecutionAlreadyExists"):
         start(client, "f1", "1", '{"n": 2}', name="once")
-    assert [r["execution"] for r in executor.records] == ["once"]
+    assert [r["execution"] for r in recording_executor.records] == ["once"]
     described = client.describe_execution(
         models.DescribeExecutionRequest(flow_name="f1", execution_name="once")
     )
@@ -539,15 +543,18 @@ def test_action_from_the_acs_header(gateway: GatewayServer, client: Client) -> N
     ids=["http-500", "http-404", "body-not-json", "body-not-an-object"],
 )
 def test_executor_failure(
-    gateway: GatewayServer, client: Client, executor: RecordingExecutor, behaviour: Behaviour
+    gateway: GatewayServer,
+    client: Client,
+    recording_executor: RecordingExecutor,
+    behaviour: Behaviour,
 ) -> None:
     create_flow(client, "f1", versions=2)
     create_alias(client, "f1", "prod", ("1", 1))
-    executor.behaviours["1"] = behaviour
+    recording_executor.behaviours["1"] = behaviour
     with cloudflow_error(502, "ExecutorFailed") as raised:
         start(client, "f1", "prod", '{"a": 1}')
     assert "Traceback" not in raised.message
-    assert [r["version"] for r in executor.records] == ["1"]
+    assert [r["version"] for r in recording_executor.records] == ["1"]
     # Other versions are unaffected.
     assert start(client, "f1", "2").headers["x-flow-version"] == "2"
 
@@ -563,12 +570,14 @@ def test_executor_failure(
 def test_executor_unreachable(
     request: pytest.FixtureRequest,
     bg_loop: BackgroundLoop,
-    executor: RecordingExecutor,
+    recording_executor: RecordingExecutor,
     store_kind: str,
 ) -> None:
     closed = free_port()  # bound and released: nothing listens there
     upstream = f"http://127.0.0.1:{closed}/x/{{flow}}/{{version}}"
-    with custom_gateway(request, bg_loop, executor, store_kind, upstream=upstream) as gateway:
+    with custom_gateway(
+        request, bg_loop, recording_executor, store_kind, upstream=upstream
+    ) as gateway:
         client = client_for(gateway)
         create_flow(client, "f1", versions=1)
         create_alias(client, "f1", "prod", ("1", 1))
@@ -586,15 +595,17 @@ def test_executor_unreachable(
 def test_executor_timeout(
     request: pytest.FixtureRequest,
     bg_loop: BackgroundLoop,
-    executor: RecordingExecutor,
+    recording_executor: RecordingExecutor,
     store_kind: str,
 ) -> None:
     timeouts = Timeouts(connect_s=1, total_s=0.3)
-    with custom_gateway(request, bg_loop, executor, store_kind, timeouts=timeouts) as gateway:
+    with custom_gateway(
+        request, bg_loop, recording_executor, store_kind, timeouts=timeouts
+    ) as gateway:
         client = client_for(gateway)
         create_flow(client, "f1", versions=2)
         create_alias(client, "f1", "prod", ("1", 1))
-        executor.behaviours["1"] = Behaviour(delay_s=1)
+        recording_executor.behaviours["1"] = Behaviour(delay_s=1)
         with cloudflow_error(504, "ExecutorTimeout"):
             start(client, "f1", "prod", "{}")
         assert start(client, "f1", "2").headers["x-flow-version"] == "2"

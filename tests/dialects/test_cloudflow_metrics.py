@@ -31,8 +31,9 @@ from tests.dialects.cloudflow_client import (
     update_routes,
     value,
 )
-from tests.dialects.conftest import make_store, start_gateway
+from tests.dialects.conftest import start_gateway
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor
+from tests.plugin import open_store
 
 EXECUTIONS = "flow_router_executions_total"
 DURATION_COUNT = "flow_router_execution_duration_seconds_count"
@@ -46,7 +47,7 @@ def client(gateway: GatewayServer) -> Client:
 
 
 def test_execution_counters_match_what_the_executor_saw(
-    gateway: GatewayServer, client: Client, executor: RecordingExecutor
+    gateway: GatewayServer, client: Client, recording_executor: RecordingExecutor
 ) -> None:
     create_flow(client, "f1", versions=2)
     create_alias(client, "f1", "prod", ("1", 30), ("2", 70))
@@ -55,7 +56,7 @@ def test_execution_counters_match_what_the_executor_saw(
     for _ in range(n):
         headers[start(client, "f1", "prod", "{}").headers["x-flow-version"]] += 1
     assert set(headers) == {"1", "2"}  # all 200 on one side: probability < 1e-30
-    seen = executor.versions()
+    seen = recording_executor.versions()
     assert headers == seen
 
     scraped = scrape(gateway)
@@ -171,13 +172,13 @@ def test_health_endpoints(gateway: GatewayServer, client: Client, path: str, sta
 
 
 def test_gateway_stops_right_after_start(
-    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, executor: RecordingExecutor
+    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
 ) -> None:
     """Stopping a gateway on Redis must not depend on when its subscriber is connecting."""
     hung = 0
     for _ in range(20):
-        store = make_store("redis", request)
-        server = start_gateway(bg_loop, store, executor)
+        store = open_store("redis", request)
+        server = start_gateway(bg_loop, store, recording_executor)
         try:
             bg_loop.run(server.stop(), timeout=3)
         except TimeoutError:

@@ -329,7 +329,9 @@ def test_delete_flow_alias(client: Client) -> None:
 # -- executions ----------------------------------------------------------------------
 
 
-def test_start_execution_through_an_alias(client: Client, executor: RecordingExecutor) -> None:
+def test_start_execution_through_an_alias(
+    client: Client, recording_executor: RecordingExecutor
+) -> None:
     create_flow(client, "f1", versions=2)
     create_alias(client, "f1", "prod", ("1", 30), ("2", 70))
     flow_id = client.describe_flow(models.DescribeFlowRequest(name="f1")).body.id
@@ -337,7 +339,7 @@ def test_start_execution_through_an_alias(client: Client, executor: RecordingExe
     for i in range(50):
         document = {"i": i, "text": "héllo wörld & more"}
         resp = start(client, "f1", "prod", json.dumps(document), name=f"run-{i}")
-        record = executor.records[-1]
+        record = recording_executor.records[-1]
         version = resp.headers["x-flow-version"]
         assert version == record["version"] == record["path_version"]
         assert {k: record[k] for k in ("flow", "flowId", "alias", "execution", "input")} == {
@@ -354,47 +356,47 @@ def test_start_execution_through_an_alias(client: Client, executor: RecordingExe
         assert json.loads(body.input) == document
         assert ISO_8601.fullmatch(body.started_time) and ISO_8601.fullmatch(body.stopped_time)
         seen[version] += 1
-    assert len(executor.records) == 50
+    assert len(recording_executor.records) == 50
     # Both versions get traffic: all 50 on one side has probability below 2e-8.
     assert set(seen) == {"1", "2"}
 
 
 def test_start_execution_with_a_version_qualifier(
-    client: Client, executor: RecordingExecutor
+    client: Client, recording_executor: RecordingExecutor
 ) -> None:
     create_flow(client, "f1", versions=3)
     create_alias(client, "f1", "prod", ("1", 1))
     for _ in range(5):
         resp = start(client, "f1", "2", '{"a": 1}')
         assert resp.headers["x-flow-version"] == "2"
-    assert executor.versions() == Counter({"2": 5})
-    assert {r["alias"] for r in executor.records} == {""}
+    assert recording_executor.versions() == Counter({"2": 5})
+    assert {r["alias"] for r in recording_executor.records} == {""}
     assert json.loads(resp.body.output) == {"ranOn": "2", "input": {"a": 1}}
 
 
 def test_start_execution_without_qualifier_runs_the_latest_version(
-    client: Client, executor: RecordingExecutor
+    client: Client, recording_executor: RecordingExecutor
 ) -> None:
     create_flow(client, "f1", versions=2)
     assert start(client, "f1").headers["x-flow-version"] == "2"
     client.publish_flow_version(models.PublishFlowVersionRequest(flow_name="f1"))
     resp = start(client, "f1", input='{"x": [1, 2]}')
     assert resp.headers["x-flow-version"] == "3"
-    assert [r["version"] for r in executor.records] == ["2", "3"]
-    assert executor.records[-1]["input"] == {"x": [1, 2]}
+    assert [r["version"] for r in recording_executor.records] == ["2", "3"]
+    assert recording_executor.records[-1]["input"] == {"x": [1, 2]}
 
 
 def test_start_execution_without_a_published_version(
-    client: Client, executor: RecordingExecutor
+    client: Client, recording_executor: RecordingExecutor
 ) -> None:
     create_flow(client, "f1")
     with cloudflow_error(404, "FlowVersionNotExists"):
         start(client, "f1")
-    assert executor.records == []
+    assert recording_executor.records == []
 
 
 def test_describe_execution_asks_the_version_that_ran_it(
-    client: Client, executor: RecordingExecutor
+    client: Client, recording_executor: RecordingExecutor
 ) -> None:
     create_flow(client, "f1", versions=2)
     create_alias(client, "f1", "prod", ("2", 1))
@@ -419,7 +421,7 @@ def test_describe_execution_asks_the_version_that_ran_it(
 
 
 def test_describe_execution_without_a_caller_chosen_name(
-    client: Client, executor: RecordingExecutor
+    client: Client, recording_executor: RecordingExecutor
 ) -> None:
     create_flow(client, "f1", versions=2)
     create_alias(client, "f1", "prod", ("1", 30), ("2", 70))
@@ -428,7 +430,7 @@ def test_describe_execution_without_a_caller_chosen_name(
         version = started.headers["x-flow-version"]
         name = started.body.name
         assert isinstance(name, str) and name
-        assert executor.records[-1]["execution"] == name
+        assert recording_executor.records[-1]["execution"] == name
         req = models.DescribeExecutionRequest(flow_name="f1", execution_name=name)
         described = client.describe_execution(req)
         assert described.headers["x-flow-version"] == version
@@ -457,28 +459,32 @@ def _assert_split(seen: Counter[str], weights: dict[str, int]) -> None:
     assert result.pvalue > ALPHA, (seen, weights, result)
 
 
-def test_weighted_split_follows_the_weights(client: Client, executor: RecordingExecutor) -> None:
+@pytest.mark.slow
+def test_weighted_split_follows_the_weights(
+    client: Client, recording_executor: RecordingExecutor
+) -> None:
     create_flow(client, "f1", versions=2)
     create_alias(client, "f1", "prod", ("1", 30), ("2", 70))
     t0 = time.perf_counter()
     seen = _run(client, "prod", 2000)
     elapsed = time.perf_counter() - t0
     # Every header agrees with what the executor was actually called with.
-    assert seen == executor.versions()
+    assert seen == recording_executor.versions()
     _assert_split(seen, {"1": 30, "2": 70})
     print(f"2000 executions through the SDK in {elapsed:.1f}s")
 
 
-def test_weights_are_relative(client: Client, executor: RecordingExecutor) -> None:
+@pytest.mark.slow
+def test_weights_are_relative(client: Client, recording_executor: RecordingExecutor) -> None:
     create_flow(client, "f1", versions=2)
     create_alias(client, "f1", "prod", ("1", 20), ("2", 30))
     seen = _run(client, "prod", 2000)
-    assert seen == executor.versions()
+    assert seen == recording_executor.versions()
     _assert_split(seen, {"1": 40, "2": 60})
 
 
 def test_update_to_100_0_sends_everything_to_the_first(
-    client: Client, executor: RecordingExecutor
+    client: Client, recording_executor: RecordingExecutor
 ) -> None:
     create_flow(client, "f1", versions=2)
     create_alias(client, "f1", "prod", ("1", 30), ("2", 70))
@@ -489,16 +495,18 @@ def test_update_to_100_0_sends_everything_to_the_first(
             flow_name="f1", name="prod", routing_configurations=update_routes(("1", 100), ("2", 0))
         )
     )
-    executor.reset()
+    recording_executor.reset()
     assert _run(client, "prod", 200) == Counter({"1": 200})
-    assert executor.versions() == Counter({"1": 200})
+    assert recording_executor.versions() == Counter({"1": 200})
 
 
-def test_single_version_takes_everything(client: Client, executor: RecordingExecutor) -> None:
+def test_single_version_takes_everything(
+    client: Client, recording_executor: RecordingExecutor
+) -> None:
     create_flow(client, "f1", versions=2)
     create_alias(client, "f1", "prod", ("2", 5))
     assert _run(client, "prod", 100) == Counter({"2": 100})
-    assert executor.versions() == Counter({"2": 100})
+    assert recording_executor.versions() == Counter({"2": 100})
 
 
 # -- the built-in reference executor (no --upstream) -----------------------------------------
@@ -508,10 +516,10 @@ def test_single_version_takes_everything(client: Client, executor: RecordingExec
 def test_default_upstream_is_the_reference_executor(
     request: pytest.FixtureRequest,
     bg_loop: BackgroundLoop,
-    executor: RecordingExecutor,
+    recording_executor: RecordingExecutor,
     store_kind: str,
 ) -> None:
-    with custom_gateway(request, bg_loop, executor, store_kind, upstream=None) as gateway:
+    with custom_gateway(request, bg_loop, recording_executor, store_kind, upstream=None) as gateway:
         client = client_for(gateway)
         create_flow(client, "f1", versions=2)
         create_alias(client, "f1", "prod", ("2", 1))
@@ -533,4 +541,4 @@ def test_default_upstream_is_the_reference_executor(
         assert versioned.headers["x-flow-version"] == "1"
         assert json.loads(versioned.body.output) == {"v": 1}
     # Nothing went to the recording executor: the gateway served it itself.
-    assert executor.records == []
+    assert recording_executor.records == []

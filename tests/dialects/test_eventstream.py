@@ -131,6 +131,7 @@ _json = st.recursive(
     ),
     payload=st.binary(max_size=2000),
 )
+@pytest.mark.slow
 def test_botocore_decodes_what_is_encoded(headers: dict[str, str], payload: bytes) -> None:
     (message,) = decode(eventstream.encode_message(list(headers.items()), payload))
     assert message.headers == headers

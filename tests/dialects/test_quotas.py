@@ -17,19 +17,20 @@ from router import cli
 from router.service import Settings
 from tests.dialects import bedrock_client, cloudflow_client
 from tests.dialects.cloudflow_client import client_for, cloudflow_error
-from tests.dialects.conftest import GATEWAY_STORES, make_store, start_gateway
+from tests.dialects.conftest import GATEWAY_STORES, start_gateway
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor
+from tests.plugin import open_store
 
 SMALL = Settings(max_flows=2, max_versions_per_flow=2, max_aliases_per_flow=1)
 
 
 @pytest.fixture(params=GATEWAY_STORES)
 def small(
-    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, executor: RecordingExecutor
+    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
 ) -> Iterator[GatewayServer]:
     """A gateway whose quotas are 2 flows, 2 versions per flow and 1 alias per flow."""
-    store = make_store(request.param, request)
-    server = start_gateway(bg_loop, store, executor, settings=SMALL)
+    store = open_store(request.param, request)
+    server = start_gateway(bg_loop, store, recording_executor, settings=SMALL)
     yield server
     bg_loop.run(server.stop())
     bg_loop.run(store.close())

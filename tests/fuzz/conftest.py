@@ -5,30 +5,15 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from router.config import Config
 from router.store.base import Store
-from router.store.memory import MemoryStore
 from tests.fuzz.harness import RawClient, Target
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor, free_port
-
-
-@pytest.fixture(scope="session")
-def fuzz_loop() -> Iterator[BackgroundLoop]:
-    loop = BackgroundLoop()
-    yield loop
-    loop.close()
-
-
-@pytest.fixture(scope="session")
-def fuzz_executor(fuzz_loop: BackgroundLoop) -> Iterator[RecordingExecutor]:
-    executor = RecordingExecutor()
-    fuzz_loop.run(executor.start())
-    yield executor
-    fuzz_loop.run(executor.stop())
+from tests.plugin import open_store
+from tests.redis_servers import RedisServer
 
 
 def _serve(
@@ -49,16 +34,18 @@ def _serve(
 
 
 @pytest.fixture
-def memory_target(fuzz_loop: BackgroundLoop, fuzz_executor: RecordingExecutor) -> Iterator[Target]:
-    yield from _serve(fuzz_loop, fuzz_executor, MemoryStore(), None)
+def memory_target(
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor, request: pytest.FixtureRequest
+) -> Iterator[Target]:
+    yield from _serve(bg_loop, recording_executor, open_store("memory", request), None)
 
 
 @pytest.fixture
 def redis_target(
-    fuzz_loop: BackgroundLoop, fuzz_executor: RecordingExecutor, request: pytest.FixtureRequest
+    bg_loop: BackgroundLoop,
+    recording_executor: RecordingExecutor,
+    redis_server: RedisServer,
+    request: pytest.FixtureRequest,
 ) -> Iterator[Target]:
-    from router.store.redis import RedisStore
-
-    server: Any = request.getfixturevalue("redis_server")
-    store = RedisStore.from_url(server.url, f"fz{uuid.uuid4().hex[:8]}")
-    yield from _serve(fuzz_loop, fuzz_executor, store, server.url)
+    store = open_store("redis", request, prefix=f"fz{uuid.uuid4().hex[:8]}")
+    yield from _serve(bg_loop, recording_executor, store, redis_server.url)

@@ -45,6 +45,8 @@ from tests.fuzz.strategies import (
     nested,
 )
 
+pytestmark = pytest.mark.slow  # hypothesis over HTTP: about a second per test on 2 cores
+
 OPERATIONS = [(method, pattern, operation.name) for method, pattern, operation in bedrock.ROUTES]
 EXAMPLES_PER_OPERATION = 40
 

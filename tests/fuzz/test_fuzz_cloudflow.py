@@ -28,6 +28,8 @@ from tests.fuzz.harness import (
 )
 from tests.fuzz.strategies import CF_PARAMS, FORM, CfRequest, cloudflow_request, nested
 
+pytestmark = pytest.mark.slow  # hypothesis over HTTP: about a second per test on 2 cores
+
 ACTIONS = sorted(cloudflow.ACTIONS)
 EXAMPLES_PER_ACTION = 60
 

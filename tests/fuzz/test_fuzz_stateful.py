@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlencode
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.stateful import (
@@ -1020,6 +1021,7 @@ def _run(target: Target, examples: int, steps: int) -> None:
     run_state_machine_as_test(Machine, settings=settings)  # type: ignore[no-untyped-call]
 
 
+@pytest.mark.slow
 def test_model_memory(memory_target: Target) -> None:
     _run(memory_target, examples=40, steps=30)
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
@@ -43,6 +46,14 @@ def test_a_clock_going_backwards_adds_nothing() -> None:
     assert bucket.tokens == 0.0
 
 
+def test_the_store_does_not_import_the_rate_limiter() -> None:
+    """The bucket arithmetic lives with the store: ``ratelimit`` imports the store, not back."""
+    code = "import sys, router.store.memory; sys.exit('router.ratelimit' in sys.modules)"
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, timeout=60)
+    assert result.returncode == 0, "router.store imports router.ratelimit"
+
+
 # -- the store contract: every store keeps buckets the same way ---------------------------
 
 
@@ -58,10 +69,17 @@ async def test_store_buckets(store: Store) -> None:
 
 
 @pytest.fixture
-def limited(bg_loop: BackgroundLoop, executor: RecordingExecutor) -> Iterator[GatewayServer]:
+def limited(
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
+) -> Iterator[GatewayServer]:
     store = MemoryStore()
     server = start_gateway(
-        bg_loop, store, executor, credentials=dict(CREDENTIALS), rate_limit=0.2, rate_burst=3
+        bg_loop,
+        store,
+        recording_executor,
+        credentials=dict(CREDENTIALS),
+        rate_limit=0.2,
+        rate_burst=3,
     )
     yield server
     bg_loop.run(server.stop())
@@ -95,10 +113,14 @@ def test_bedrock_over_the_rate_is_throttled(limited: GatewayServer) -> None:
     assert int(error["ResponseMetadata"]["HTTPHeaders"]["retry-after"]) >= 1
 
 
-def test_the_limit_is_per_access_key(bg_loop: BackgroundLoop, executor: RecordingExecutor) -> None:
+def test_the_limit_is_per_access_key(
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
+) -> None:
     keys = {**CREDENTIALS, "AKIDOTHER": "other-secret"}
     store = MemoryStore()
-    server = start_gateway(bg_loop, store, executor, credentials=keys, rate_limit=0.2, rate_burst=2)
+    server = start_gateway(
+        bg_loop, store, recording_executor, credentials=keys, rate_limit=0.2, rate_burst=2
+    )
     try:
         first = cloudflow_client(server)
         for _ in range(2):
@@ -111,7 +133,7 @@ def test_the_limit_is_per_access_key(bg_loop: BackgroundLoop, executor: Recordin
 
 
 def test_replicas_on_redis_share_one_bucket(
-    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, executor: RecordingExecutor
+    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
 ) -> None:
     from router.store.redis import RedisStore
 
@@ -120,7 +142,12 @@ def test_replicas_on_redis_share_one_bucket(
     stores = [RedisStore.from_url(server_url, prefix) for _ in range(2)]
     replicas = [
         start_gateway(
-            bg_loop, s, executor, credentials=dict(CREDENTIALS), rate_limit=0.2, rate_burst=4
+            bg_loop,
+            s,
+            recording_executor,
+            credentials=dict(CREDENTIALS),
+            rate_limit=0.2,
+            rate_burst=4,
         )
         for s in stores
     ]

@@ -1,4 +1,4 @@
-"""The Store contract, run identically on every store kind (see tests/conftest.py).
+"""The Store contract, run identically on every store kind (see tests/plugin.py).
 
 MemoryStore is the reference: whatever it does, every other store must do too.
 The last section holds what only a Redis store has: its key layout and how it
@@ -31,7 +31,8 @@ from router.model import Alias, AliasUpdate, Flow, FlowUpdate, Route, new_id
 from router.store import MemoryStore, open_store
 from router.store.base import ExecutionRecord, IdempotencyRecord, Store
 from router.store.redis import RedisStore
-from tests.conftest import StoreBackend, _free_port
+from tests.harness import free_port
+from tests.plugin import StoreBackend
 
 DEFINITION = {"StartAt": "Hello", "States": {"Hello": {"Type": "Pass", "End": True}}}
 
@@ -494,14 +495,17 @@ async def test_list_executions_pages_in_name_order(store: Store) -> None:
         await store.list_executions("NOPE", 10)
 
 
-async def test_list_executions_skips_expired_and_forgets_deleted_flows(store: Store) -> None:
+@pytest.mark.redis_clock
+async def test_list_executions_skips_expired_and_forgets_deleted_flows(
+    store: Store, store_backend: StoreBackend
+) -> None:
     flow = await flow_with_versions(store, 1)
     await store.record_execution(ExecutionRecord(flow.id, "run-a", "1", "", 1), 1)
     await store.record_execution(ExecutionRecord(flow.id, "run-b", "1", "", 1), 1)
     await store.record_execution(ExecutionRecord(flow.id, "run-c", "1", "", 1), 60)
     listed = await store.list_executions(flow.id, 10)
     assert [r.name for r in listed.items] == ["run-a", "run-b", "run-c"]
-    await asyncio.sleep(1.2)
+    await store_backend.pass_time(1.2)
     # expired ones are left out, even across a page boundary
     first = await store.list_executions(flow.id, 1)
     assert ([r.name for r in first.items], first.next_token) == (["run-c"], None)
@@ -528,11 +532,12 @@ async def test_put_token_keeps_the_first_record(store: Store) -> None:
     assert await store.get_token("create-flow", "other") is None
 
 
-async def test_executions_and_tokens_expire(store: Store) -> None:
+@pytest.mark.redis_clock
+async def test_executions_and_tokens_expire(store: Store, store_backend: StoreBackend) -> None:
     flow = await flow_with_versions(store, 1)
     await store.record_execution(ExecutionRecord(flow.id, "run-1", "1", "", 1), 1)
     await store.put_token("s", "t", IdempotencyRecord("fp", "r"), 1)
-    await asyncio.sleep(1.2)
+    await store_backend.pass_time(1.2)
     with pytest.raises(ExecutionNotFound):
         await store.get_execution(flow.id, "run-1")
     assert await store.get_token("s", "t") is None
@@ -599,7 +604,7 @@ async def test_listen_announces_every_change(store: Any) -> None:
 
 async def test_listen_ends_when_cancelled_at_any_point(store: Any) -> None:
     # Cancelling while it subscribes used to be lost on Python 3.11 (see
-    # router.store.redis._honour_cancellation) and hung the gateway's shutdown.
+    # router.store.redis_feed._honour_cancellation) and hung the gateway's shutdown.
     for delay in [0, 0.0003, 0.0006, 0.001, 0.002, 0.005] * 5:
         follower = asyncio.create_task(store.listen(lambda flow_id: None, lambda: None))
         await asyncio.sleep(delay)
@@ -835,7 +840,7 @@ async def test_open_store_picks_the_store_by_url_scheme(redis_server: Any) -> No
 
 
 async def test_unreachable_redis_raises_unavailable() -> None:
-    store = RedisStore.from_url(f"redis://127.0.0.1:{_free_port()}/0", "fr")
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0", "fr")
     try:
         with pytest.raises(Unavailable):
             await store.ping()

@@ -8,6 +8,7 @@ forms, the single-slot cluster layout and the cluster-wide change feed.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import pytest
@@ -20,8 +21,9 @@ from router.model import new_id
 from router.store import open_store
 from router.store.base import ExecutionRecord, IdempotencyRecord
 from router.store.redis import RedisStore
-from router.store.redis_client import connect
-from tests.conftest import RedisClusterNodes, RedisSentinel, _free_port
+from router.store.redis_client import FailureLog, connect
+from tests.harness import free_port
+from tests.redis_servers import RedisClusterNodes, RedisSentinel
 from tests.store.test_contract import a_flow, an_alias, flow_with_versions
 
 # -- URL forms ---------------------------------------------------------------------
@@ -180,8 +182,8 @@ async def test_cluster_change_feed_is_heard_on_every_node(redis_cluster: RedisCl
 
 async def test_unreachable_sentinel_and_cluster_raise_unavailable() -> None:
     for url in (
-        f"redis+sentinel://127.0.0.1:{_free_port()}/mymaster",
-        f"redis+cluster://127.0.0.1:{_free_port()}",
+        f"redis+sentinel://127.0.0.1:{free_port()}/mymaster",
+        f"redis+cluster://127.0.0.1:{free_port()}",
     ):
         store = RedisStore.from_url(url, "fr")
         try:
@@ -194,3 +196,36 @@ async def test_unreachable_sentinel_and_cluster_raise_unavailable() -> None:
             assert loop.time() - started < 3
         finally:
             await store.close()
+
+
+# -- what an unreachable store tells whom ------------------------------------------
+
+
+def test_failures_are_logged_once_per_interval_with_the_count(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    now = [100.0]
+    failures = FailureLog(logging.getLogger("test.failures"), interval_s=10.0, clock=lambda: now[0])
+    error = ConnectionError("Error 111 connecting to 127.0.0.1:1. Connection refused.")
+    with caplog.at_level(logging.WARNING, logger="test.failures"):
+        for _ in range(5):
+            failures.failed("get_flow", error)
+        now[0] += 10.0
+        failures.failed("ping", error)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "store unavailable: get_flow failed: ConnectionError: Error 111 connecting to "
+        "127.0.0.1:1. Connection refused.",
+        "store unavailable: ping failed: ConnectionError: Error 111 connecting to "
+        "127.0.0.1:1. Connection refused. (and 4 more since the last report)",
+    ]
+
+
+async def test_an_unreachable_store_says_only_store_unavailable() -> None:
+    store = RedisStore.from_url(f"redis://127.0.0.1:{free_port()}/0?socket_connect_timeout=0.5")
+    try:
+        with pytest.raises(Unavailable) as raised:
+            await store.get_flow("orders")
+        assert raised.value.message == "store unavailable"
+    finally:
+        await store.close()

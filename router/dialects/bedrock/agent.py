@@ -48,7 +48,7 @@ async def create_flow(call: Call) -> dict[str, Any]:
         "customerEncryptionKeyArn": model.validate_kms_key_arn(
             call.member("customerEncryptionKeyArn")
         ),
-        "definition": model.validate_bedrock_definition(call.member("definition")),
+        "definition": parsing.validate_bedrock_definition(call.member("definition")),
         "tags": model.validate_tags(call.member("tags")),
     }
     token = model.validate_client_token(call.member("clientToken"))
@@ -96,7 +96,7 @@ async def update_flow(call: Call) -> dict[str, Any]:
     makes the draft ``NotPrepared`` again.
     """
     flow = await call.flow()
-    definition = model.validate_bedrock_definition(call.member("definition"))
+    definition = parsing.validate_bedrock_definition(call.member("definition"))
     update = FlowUpdate(
         name=model.validate_name(call.required("name"), API),
         role_arn=model.validate_role_arn(call.member("executionRoleArn")),

@@ -3,7 +3,8 @@
 The rules both APIs share (names, routes, versions, execution names) and the
 Bedrock value constraints (tags, ARNs, client tokens, descriptions) live in
 ``router/model.py``; this module turns Bedrock's wire structures
-(``routingConfiguration``, ``inputs``, ``maxResults``) into what the model checks.
+(``definition``, ``routingConfiguration``, ``inputs``, ``maxResults``) into what
+the model checks.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ from router.model import DRAFT
 
 _NODE_NAME_PATTERN = re.compile(r"[a-zA-Z](?:_?[0-9a-zA-Z]){0,99}")
 MAX_RESULTS = 1000
+
+
+def validate_bedrock_definition(definition: Any, field_name: str = "definition") -> Any:
+    """Optional; a Bedrock flow definition is a JSON structure (``{nodes, connections}``)."""
+    if definition is not None and not isinstance(definition, dict):
+        raise InvalidArgument(f"{field_name} must be a structure", field_name)
+    return definition
 
 
 def bedrock_route_entries(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qsl
 
 import orjson
 from aiohttp import web
@@ -28,7 +27,7 @@ from router.dialects.cloudflow.actions import ACTIONS, Handler
 from router.dialects.cloudflow.exceptions import ERRORS, error_response
 from router.dialects.cloudflow.shapes import Call
 from router.dialects.common import ROUTING_KEY_HEADER
-from router.limits import read_body
+from router.limits import form_fields, read_body
 from router.metrics import Metrics
 from router.service import Gateway
 
@@ -58,7 +57,7 @@ async def read_params(request: web.Request) -> dict[str, str]:
             text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise errors.InvalidArgument("the form body is not UTF-8") from None
-        params.update(parse_qsl(text, keep_blank_values=True))
+        params.update(form_fields(text))
     return params
 
 

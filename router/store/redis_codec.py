@@ -1,0 +1,231 @@
+"""How the Redis store lays out its keys and encodes its values.
+
+Values are orjson-encoded bytes. Key layout (``P`` is the prefix, ``T`` the
+flow's hash tag ``{flow:<id>}``):
+
+=========================  ==========  ===========================================
+key                        type        content
+=========================  ==========  ===========================================
+``P:flow_names``           hash        flow name -> flow id
+``P:flow_index``           sorted set  flow names, all scored 0 (ZRANGEBYLEX pages)
+``P:T:meta``               hash        ``name``; ``flow`` (Flow JSON); ``rev``, the
+                                       revision route caches compare; ``vseq``, the
+                                       last version number issued (never reused)
+``P:T:versions``           hash        number -> ``[{description, created_at}, flow]``
+``P:T:vindex``             sorted set  version numbers scored by themselves
+``P:T:aliases``            hash        alias name -> Alias JSON
+``P:T:alias_index``        sorted set  alias names, all scored 0
+``P:T:alias_ids``          hash        alias id -> alias name
+``P:T:exec:<name>``        string      ExecutionRecord JSON, with the record's TTL
+``P:T:execs``              sorted set  execution names by expiry, so delete_flow
+                                       can find the execution keys
+``P:T:exec_index``         sorted set  execution names, all scored 0
+                                       (list_executions pages them)
+``P:token:<n>:<scope>:<t>``  string    IdempotencyRecord JSON with its TTL; ``n`` is
+                                       ``len(scope)``, so no scope/token pair clashes
+``P:bucket:<bucket>``      hash        a rate-limit token bucket
+``P:changes``              channel     flow ids, published by every write that
+                                       bumps a flow's revision
+=========================  ==========  ===========================================
+
+Deployments (URL forms and timeouts: ``router.store.redis_client``):
+
+* One server, or Sentinel: exactly the layout above. Every key of one flow
+  carries the flow's hash tag.
+* Cluster: a script may only touch keys of one hash slot, and flow create,
+  rename and delete touch the global name index and a flow's keys at once.
+  Rather than split those writes into steps that readers would have to
+  tolerate half-done, the store puts *all* its keys in one slot: the prefix
+  itself becomes the hash tag (``{fr}:flow_names``, ``{fr}:{flow:<id>}:meta``;
+  Redis hashes only the first ``{…}`` of a key). Every script, quota check and
+  revision bump is then exactly as atomic as on one server. The trade-off: the
+  cluster gives flow-router failover (and room for other applications' data)
+  but does not shard flow-router's own keys, which all live on the one master
+  that owns the prefix's slot. That data set is small (flows, versions,
+  aliases, and named executions until their TTL), and routing reads none of it
+  on the hot path. The change feed uses plain PUBLISH, which a cluster
+  broadcasts to every node, so the subscriber may sit on any node.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+
+from router.errors import (
+    AliasAlreadyExists,
+    AliasNotFound,
+    ExecutionAlreadyExists,
+    FlowAlreadyExists,
+    FlowNotFound,
+    InvalidToken,
+    ResourceInUse,
+    RouterError,
+    VersionNotFound,
+)
+from router.model import Alias, Flow, FlowVersion, Route
+from router.store.base import ExecutionRecord, IdempotencyRecord, quota_exceeded
+
+# -- keys ----------------------------------------------------------------------
+
+
+def cluster_prefix(prefix: str) -> str:
+    """The prefix as the one hash tag of every key, on a cluster (see above)."""
+    if "{" in prefix or "}" in prefix:
+        raise ValueError(f"key prefix {prefix!r}: no braces with Redis Cluster")
+    return f"{{{prefix}}}"
+
+
+class GlobalKeys:
+    """The keys that are not one flow's."""
+
+    __slots__ = ("channel", "index", "names", "prefix")
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.names = f"{prefix}:flow_names"
+        self.index = f"{prefix}:flow_index"
+        self.channel = f"{prefix}:changes"
+
+    def token(self, scope: str, token: str) -> str:
+        return f"{self.prefix}:token:{len(scope)}:{scope}:{token}"
+
+
+class FlowKeys:
+    """The keys of one flow, all with its hash tag."""
+
+    __slots__ = (
+        "alias_ids",
+        "alias_index",
+        "aliases",
+        "base",
+        "exec_index",
+        "execs",
+        "meta",
+        "versions",
+        "vindex",
+    )
+
+    def __init__(self, prefix: str, flow_id: str) -> None:
+        self.base = f"{prefix}:{{flow:{flow_id}}}:"
+        self.meta = self.base + "meta"
+        self.versions = self.base + "versions"
+        self.vindex = self.base + "vindex"
+        self.aliases = self.base + "aliases"
+        self.alias_index = self.base + "alias_index"
+        self.alias_ids = self.base + "alias_ids"
+        self.execs = self.base + "execs"
+        self.exec_index = self.base + "exec_index"
+
+    def execution(self, name: str) -> str:
+        return f"{self.base}exec:{name}"
+
+
+# -- values --------------------------------------------------------------------
+
+
+def encode_flow(flow: Flow) -> bytes:
+    fields = {name: getattr(flow, name) for name in Flow.__slots__}
+    fields["tags"] = dict(flow.tags)
+    return orjson.dumps(fields)
+
+
+def decode_flow(raw: bytes | str) -> Flow:
+    return Flow(**orjson.loads(raw))
+
+
+def encode_version_fields(description: str, created_at: int) -> bytes:
+    return orjson.dumps({"description": description, "created_at": created_at})
+
+
+def decode_version(flow_id: str, number: int, raw: bytes) -> FlowVersion:
+    own, flow = orjson.loads(raw)
+    return FlowVersion(
+        flow_id=flow_id,
+        version=number,
+        description=own["description"],
+        definition=flow["definition"],
+        role_arn=flow["role_arn"],
+        created_at=own["created_at"],
+    )
+
+
+def encode_alias(alias: Alias) -> bytes:
+    fields = {name: getattr(alias, name) for name in Alias.__slots__ if name != "flow_id"}
+    fields["routes"] = [[r.version, r.weight] for r in alias.routes]
+    fields["tags"] = dict(alias.tags)
+    return orjson.dumps(fields)
+
+
+def decode_alias(flow_id: str, raw: bytes) -> Alias:
+    fields = orjson.loads(raw)
+    fields["routes"] = tuple(Route(v, w) for v, w in fields["routes"])
+    return Alias(flow_id=flow_id, **fields)
+
+
+def encode_execution(record: ExecutionRecord) -> bytes:
+    return orjson.dumps({name: getattr(record, name) for name in ExecutionRecord.__slots__})
+
+
+def decode_execution(raw: bytes) -> ExecutionRecord:
+    return ExecutionRecord(**orjson.loads(raw))
+
+
+def encode_token(record: IdempotencyRecord) -> bytes:
+    return orjson.dumps({"fingerprint": record.fingerprint, "resource": record.resource})
+
+
+def decode_token(raw: bytes | str) -> IdempotencyRecord:
+    return IdempotencyRecord(**orjson.loads(raw))
+
+
+def text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+# -- script arguments and answers ------------------------------------------------
+
+_ERRORS: dict[bytes, Callable[..., RouterError]] = {
+    b"FLOW_EXISTS": FlowAlreadyExists,
+    b"FLOW_IN_USE": lambda name: ResourceInUse(f"flow {name} still has aliases"),
+    b"VERSION_NOT_FOUND": VersionNotFound,
+    b"VERSION_IN_USE": lambda v, alias: ResourceInUse(f"version {v} is routed to by alias {alias}"),
+    b"ALIAS_EXISTS": AliasAlreadyExists,
+    b"ALIAS_NOT_FOUND": AliasNotFound,
+    b"EXECUTION_EXISTS": ExecutionAlreadyExists,
+    b"QUOTA_EXCEEDED": quota_exceeded,
+}
+
+
+def checked(reply: list[Any], flow_ref: str) -> list[Any]:
+    """The payload of a script's ``OK`` answer; any error code raised as its domain error."""
+    status = reply[0]
+    if status == b"OK":
+        return reply[1:]
+    if status == b"FLOW_NOT_FOUND":
+        raise FlowNotFound(flow_ref)
+    raise _ERRORS[status](*(d.decode() for d in reply[1:]))
+
+
+def page_start(token: str | None, mode: str) -> str:
+    """Where the PAGE script starts: ``lex`` pages by name, ``score`` by number."""
+    if mode == "lex":
+        return f"[{token}" if token else "-"
+    if not token:
+        return "-inf"
+    try:
+        return str(int(token))
+    except ValueError:
+        raise InvalidToken() from None
+
+
+def next_page(keys: Sequence[bytes], limit: int) -> str | None:
+    """The token of the page after ``limit`` of ``keys`` (one more was read to know)."""
+    return keys[limit].decode() if len(keys) > limit else None
+
+
+def quota_arg(value: int | None) -> int | str:
+    """A quota as a script argument: ``''`` for none."""
+    return "" if value is None else value

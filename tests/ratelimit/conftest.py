@@ -1,7 +1,0 @@
-"""The SDK suites' fixtures (background loop, recording executor)."""
-
-from tests.dialects.conftest import (  # noqa: F401 - fixtures, used by name
-    bg_loop,
-    executor,
-    recording_executor_session,
-)
