@@ -53,6 +53,9 @@ class PageFields:
     token: str
 
 
+NEUTRAL_PAGE = PageFields("limit", "token")  # callers other than a dialect
+
+
 @dataclass(frozen=True, slots=True)
 class Execution:
     flow: Flow
@@ -134,7 +137,9 @@ class Gateway:
     async def flow_by_id(self, flow_id: str) -> Flow:
         return await self.store.get_flow_by_id(flow_id)
 
-    async def list_flows(self, limit: int, token: str | None, fields: PageFields) -> Page[Flow]:
+    async def list_flows(
+        self, limit: int, token: str | None, fields: PageFields = NEUTRAL_PAGE
+    ) -> Page[Flow]:
         return await self._page(self.store.list_flows, limit, token, fields)
 
     async def update_flow(self, api: Api, flow: Flow, update: FlowUpdate) -> Flow:
@@ -164,7 +169,7 @@ class Gateway:
         return await self.store.get_version(flow.id, model.parse_version(version))
 
     async def list_versions(
-        self, flow: Flow, limit: int, token: str | None, fields: PageFields
+        self, flow: Flow, limit: int, token: str | None, fields: PageFields = NEUTRAL_PAGE
     ) -> Page[FlowVersion]:
         return await self._page(
             functools.partial(self.store.list_versions, flow.id), limit, token, fields
@@ -215,14 +220,14 @@ class Gateway:
         return await self.store.get_alias_by_id(flow.id, alias_id)
 
     async def list_aliases(
-        self, flow: Flow, limit: int, token: str | None, fields: PageFields
+        self, flow: Flow, limit: int, token: str | None, fields: PageFields = NEUTRAL_PAGE
     ) -> Page[Alias]:
         return await self._page(
             functools.partial(self.store.list_aliases, flow.id), limit, token, fields
         )
 
     async def list_executions(
-        self, flow: Flow, limit: int, token: str | None, fields: PageFields
+        self, flow: Flow, limit: int, token: str | None, fields: PageFields = NEUTRAL_PAGE
     ) -> Page[ExecutionRecord]:
         """Executions recorded by name (caller-named ones), in name order."""
         return await self._page(
