@@ -13,6 +13,7 @@ version that the comment on its ``print`` names.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -108,7 +109,7 @@ def test_shell_then_python_examples_run_as_pasted(gateway: GatewayProcess, tmp_p
     (tmp_path / "count").write_text("0")
     done = subprocess.run(
         ["bash", "-c", _PRELUDE + script],
-        env={"OUT": str(tmp_path), "PATH": "/usr/bin:/bin:/usr/local/bin"},
+        env={"OUT": str(tmp_path), "PATH": os.environ.get("PATH", "/usr/bin:/bin")},
         capture_output=True,
         text=True,
         timeout=RUN_TIMEOUT_S,
