@@ -35,6 +35,8 @@ def test_default_is_under_bench_out_and_ignored_by_git() -> None:
         assert ignored.returncode == 0, f"{made} is not ignored by git"
     finally:
         shutil.rmtree(made)
+        if not any(made.parent.iterdir()):
+            made.parent.rmdir()
 
 
 def test_out_names_the_directory(tmp_path: Path) -> None:
