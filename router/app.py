@@ -1,6 +1,6 @@
 """Wiring: build the aiohttp app from a Config. Nothing here is global.
 
-Request routing on the one port (WIRE.md section 1):
+Request routing on the one port (docs/wire.md §1):
 ``/`` → CloudFlow (RPC, dispatch on Action), ``/flows…`` → Bedrock (REST),
 ``/metrics``, ``/healthz``, ``/readyz`` → operations, ``/_executor…`` → the
 reference executor when no upstream is configured.

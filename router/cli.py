@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         "memory:// (embedded), redis://host:port/db, rediss://…, "
         "redis+sentinel://host:port[,host:port]/service[/db] or "
         "redis+cluster://host:port[,host:port]; timeouts as URL options, e.g. "
-        "?socket_timeout=2 (see the README)",
+        "?socket_timeout=2 (see docs/operations.md)",
     )  # fmt: skip
     option.text("key-prefix", d.key_prefix, "Redis key prefix")
     option.text(

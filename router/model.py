@@ -28,7 +28,7 @@ class Api(Enum):
 
 
 # CloudFlow: flow names are 1-128 chars, start with a letter or underscore.
-# Bedrock: ``([0-9a-zA-Z][_-]?){1,100}`` for flows and aliases (seed 002).
+# Bedrock: ``([0-9a-zA-Z][_-]?){1,100}`` for flows and aliases (docs/wire.md §3.1).
 _NAME_PATTERNS: Mapping[Api, re.Pattern[str]] = {
     Api.CLOUDFLOW: re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}"),
     Api.BEDROCK: re.compile(r"(?:[0-9a-zA-Z][_-]?){1,100}"),
@@ -273,7 +273,7 @@ def validate_routes(
 
 
 # -- Bedrock-specific validation -------------------------------------------------
-# Constraints of the Bedrock Flows API reference (seed 002 and the botocore model)
+# Constraints of the Bedrock Flows API reference (docs/wire.md §3.1 and the botocore model)
 # that botocore does not check client-side: it checks minimum lengths only, so
 # maximum lengths, patterns and list maxima reach the gateway and are checked here.
 

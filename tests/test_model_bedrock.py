@@ -1,4 +1,4 @@
-"""The Bedrock-specific validators of router/model.py (seed 002 and the botocore model)."""
+"""The Bedrock-specific validators of router/model.py (docs/wire.md §3.1 and the botocore model)."""
 
 from __future__ import annotations
 

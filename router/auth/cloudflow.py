@@ -2,10 +2,10 @@
 
 Two schemes reach ``/``:
 
-* **RPC signature v1.0** (WIRE.md 2.2), what the fnf SDK sends: ``Signature`` in the
+* **RPC signature v1.0** (docs/wire.md §2.2), what the fnf SDK sends: ``Signature`` in the
   query, HMAC-SHA1 over the sorted, percent-encoded parameters (query plus form
   body, minus ``Signature``), keyed with ``AccessKeySecret + "&"``.
-* **ACS3-HMAC-SHA256** (WIRE.md 2.3, Alibaba's "V3" signature), what most other
+* **ACS3-HMAC-SHA256** (docs/wire.md §2.3, Alibaba's "V3" signature), what most other
   Alibaba clients send: an ``Authorization`` header over a canonical request::
 
       METHOD \\n CanonicalURI \\n CanonicalQueryString \\n CanonicalHeaders \\n
@@ -95,7 +95,7 @@ def rpc_string_to_sign(method: str, params: Mapping[str, str]) -> str:
 
 
 def rpc_signature(method: str, params: Mapping[str, str], secret: str) -> str:
-    """The ``Signature`` the key's ``secret`` gives these parameters (WIRE.md 2.2)."""
+    """The ``Signature`` the key's ``secret`` gives these parameters (docs/wire.md §2.2)."""
     digest = hmac.new(
         f"{secret}&".encode(), wire(rpc_string_to_sign(method, params)), hashlib.sha1
     ).digest()

@@ -1,7 +1,7 @@
 """AWS Signature Version 4 for the Bedrock dialect, verified without HTTP.
 
 The canonical request is rebuilt the way ``botocore.auth.SigV4Auth`` builds it
-(WIRE.md 3.2): the raw path with dot segments and repeated slashes removed, then
+(docs/wire.md §3.2): the raw path with dot segments and repeated slashes removed, then
 percent-encoded once more (``quote(path, safe="/~")``); the query pairs sorted;
 each signed header lower-cased with its values' runs of spaces collapsed; and
 the hex SHA-256 of the body (botocore sends no ``x-amz-content-sha256`` for

@@ -51,7 +51,7 @@ def rpc_params(
     akid: str = AKID,
     secret: str = SECRET,
 ) -> dict[str, str]:
-    """Common + business parameters with the SDK's own ``Signature`` (WIRE.md 2.1, 2.2)."""
+    """Common + business parameters with the SDK's own ``Signature`` (docs/wire.md §2.1, 2.2)."""
     params = {
         "Action": action,
         "Format": "json",

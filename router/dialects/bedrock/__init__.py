@@ -1,7 +1,7 @@
 """Amazon Bedrock Flows (restJson1): bedrock-agent and bedrock-agent-runtime.
 
 Both clients share the ``/flows`` path space (method + path shape pick the
-operation, WIRE.md 3.1); tagging lives under ``/tags/{resourceArn}``. ARNs
+operation, docs/wire.md §3.1); tagging lives under ``/tags/{resourceArn}``. ARNs
 arrive percent-encoded with ``%2F`` inside one path label, and aiohttp's
 decoded ``request.path`` would split them, so requests are routed on
 ``request.raw_path``: split on ``/``, then each segment unquoted. Trailing

@@ -2,7 +2,7 @@
 
 Each handler validates with the model (Bedrock's value rules live in
 ``router/model.py``, its wire structures in ``parsing``), calls the
-:class:`~router.service.Gateway` and shapes the answer (WIRE.md 3.3). Creates
+:class:`~router.service.Gateway` and shapes the answer (docs/wire.md §3.3). Creates
 that carry a ``clientToken`` (botocore always sends one) go through
 :meth:`~router.service.Gateway.idempotent`; the token is validated before
 anything is claimed.

@@ -1,4 +1,4 @@
-"""The Bedrock error table and envelope (WIRE.md 3.4).
+"""The Bedrock error table and envelope (docs/wire.md §3.4).
 
 Every domain error maps to one modeled Bedrock exception. The envelope is the
 ``x-amzn-ErrorType`` header plus ``{"message"}`` (and ``fieldList`` for a

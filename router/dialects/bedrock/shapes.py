@@ -1,6 +1,6 @@
 """Bedrock wire values: ARNs and identifiers, the per-request ``Call``, body shapes.
 
-Identifiers (WIRE.md 3.1): a flow is named by its 10-character id or its ARN,
+Identifiers (docs/wire.md §3.1): a flow is named by its 10-character id or its ARN,
 an alias by its id, ``TSTALIASID`` or its ARN, an execution by its id or its
 ARN. ARNs carry this gateway's region and account (``--region``,
 ``--account-id``); an ARN of another region or account names nothing here.

@@ -2,7 +2,7 @@
 
 Translation only: parse the merged query + form parameters, call the
 :class:`~router.service.Gateway`, shape the JSON answer exactly as the SDK's
-models read it (WIRE.md 2.4), and map domain errors to ``{Code, Message,
+models read it (docs/wire.md §2.4), and map domain errors to ``{Code, Message,
 RequestId}`` through :data:`ERRORS`, the one table for this dialect.
 
 Modules: this one (dispatch on ``Action``), ``actions`` (one handler per
@@ -49,7 +49,7 @@ OPERATIONS: Mapping[str, Operation] = {name: Operation(name, h) for name, h in A
 
 
 async def read_params(request: web.Request) -> dict[str, str]:
-    """Query and form body merged; the form wins on a clash (WIRE.md 2.1)."""
+    """Query and form body merged; the form wins on a clash (docs/wire.md §2.1)."""
     params = dict(request.query)
     if request.method == "POST" and request.content_type == "application/x-www-form-urlencoded":
         raw = await read_body(request)  # bounded in size and time (router/limits)

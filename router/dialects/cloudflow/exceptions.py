@@ -1,4 +1,4 @@
-"""The CloudFlow error table and envelope (WIRE.md 2.5).
+"""The CloudFlow error table and envelope (docs/wire.md §2.5).
 
 Every domain error maps to one ``(status, Code)``; the answer is
 ``{Code, Message, RequestId}`` with ``x-acs-request-id``. A throttled request
@@ -17,7 +17,7 @@ from router.dialects.common import lookup_error, retry_after
 
 RETRY_AFTER_HEADER = "x-acs-retry-after"
 
-# status, Code -- WIRE.md 2.5; the most specific class of an error wins.
+# status, Code -- docs/wire.md §2.5; the most specific class of an error wins.
 ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
     errors.MissingParameter: (400, "MissingRequiredParams"),
     errors.UnknownAction: (400, "InvalidAction.NotFound"),

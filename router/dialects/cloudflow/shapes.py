@@ -3,7 +3,7 @@
 Parameters arrive as strings (query and form merged); JSON-valued ones
 (``Input``, ``RoutingConfigurations``, ``Environment``) are parsed and
 depth-checked here. Bodies are shaped exactly as the SDK's models read them
-(WIRE.md 2.4).
+(docs/wire.md §2.4).
 """
 
 from __future__ import annotations
