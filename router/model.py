@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Any
 
+from router import jsondoc
 from router.errors import InvalidArgument, MissingParameter
 
 
@@ -180,28 +181,9 @@ def validate_alias_name(name: str | None, api: Api, field_name: str = "name") ->
     return name
 
 
-MAX_JSON_DEPTH = 64  # orjson cannot encode documents nested deeper than 254
-
-
-def validate_json_depth(document: Any, field_name: str, limit: int = MAX_JSON_DEPTH) -> Any:
-    """Refuse JSON nested deeper than ``limit`` before anything is stored or sent.
-
-    A document the gateway accepted must also be one it can answer with and
-    forward; iterative, so a hostile document cannot exhaust the stack here.
-    """
-    stack: list[tuple[Any, int]] = [(document, 1)]
-    while stack:
-        value, depth = stack.pop()
-        if isinstance(value, dict):
-            children: Any = value.values()
-        elif isinstance(value, list):
-            children = value
-        else:
-            continue
-        if depth > limit:
-            raise InvalidArgument(f"{field_name} is nested deeper than {limit} levels", field_name)
-        stack.extend((child, depth + 1) for child in children)
-    return document
+# JSON documents callers send (router/jsondoc): nesting and exact integers.
+MAX_JSON_DEPTH = jsondoc.MAX_DEPTH
+validate_json_depth = jsondoc.validate
 
 
 def validate_description(

@@ -15,14 +15,14 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from router import model
-from router.errors import ExecutorError, InvalidArgument, InvalidToken, Unavailable, VersionNotFound
+from router.definitions import Definitions
+from router.errors import ExecutorError, InvalidArgument, InvalidToken, VersionNotFound
 from router.execution_names import generated, is_generated, parse_generated
 from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
 from router.idempotency import DEFAULT_TTL_S, Create, Idempotency
-from router.lru import ByteLRU
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
-from router.paging import by_bytes, encoded_size
+from router.paging import by_bytes
 from router.routing import CompiledAlias, FlowRoutes, RouteCache
 from router.store.base import ExecutionRecord, Page, Store
 
@@ -86,10 +86,7 @@ class Gateway:
         self.settings = settings or Settings()
         self.cache = RouteCache(store, metrics, self.settings.cache_check_interval_s)
         self._random = (rng or random.Random()).random
-        # Versions are immutable, so their definitions can be cached for good.
-        self._definitions: ByteLRU[tuple[str, str], Any] = ByteLRU(
-            self.settings.definition_cache_bytes, encoded_size
-        )
+        self.definitions = Definitions(store, self.settings.definition_cache_bytes)
         self._idempotency = Idempotency(store, idempotency_ttl_s)
 
     async def idempotent(
@@ -349,22 +346,7 @@ class Gateway:
         return Execution(flow, name, version, alias, started, model.now_ms(), input, reply)
 
     async def version_definition(self, flow: Flow, version: str) -> Any:
-        """The definition a version was published with (``None`` if it is gone).
-
-        Also ``None`` while the store is unreachable: this is read after the
-        execution has run, and an error now would make the caller retry it.
-        """
-        if not (version.isascii() and version.isdigit()):  # DRAFT: the flow itself
-            return flow.definition
-        key = (flow.id, version)
-        if key in self._definitions:
-            return self._definitions.get(key)
-        try:
-            found = await self.store.get_version(flow.id, int(version))
-        except (VersionNotFound, Unavailable):
-            return None
-        self._definitions.put(key, found.definition)
-        return found.definition
+        return await self.definitions.of(flow, version)
 
     async def describe_execution(self, flow: Flow, name: str | None) -> Execution:
         name = model.require(name, "ExecutionName")

@@ -12,7 +12,7 @@ import socket
 import threading
 import time
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -55,6 +55,8 @@ class Behaviour:
 
     status: int = 200
     delay_s: float = 0.0
+    gate: asyncio.Event | None = None  # hold each execution until it is set (in the loop)
+    on_arrival: Callable[[], None] | None = None  # called (in the loop) as each one arrives
     body: bytes | None = None  # raw body to send instead of the JSON answer
 
 
@@ -88,8 +90,12 @@ class RecordingExecutor:
         }
         self.records.append(record)
         behaviour = self.behaviours.get(version, Behaviour())
+        if behaviour.on_arrival is not None:
+            behaviour.on_arrival()
         if behaviour.delay_s:
             await asyncio.sleep(behaviour.delay_s)
+        if behaviour.gate is not None:
+            await behaviour.gate.wait()
         if behaviour.body is not None:
             return web.Response(status=behaviour.status, body=behaviour.body)
         answer = {"status": "Succeeded", "output": {"ranOn": version, "input": payload["input"]}}

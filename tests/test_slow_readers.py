@@ -148,7 +148,7 @@ async def test_definition_cache_is_capped_by_bytes() -> None:
     gateway = _gateway(store, Settings(definition_cache_bytes=budget))
     for v in range(1, 11):
         assert await gateway.version_definition(flow, str(v)) == chr(96 + v) * BIG
-    cache = gateway._definitions
+    cache = gateway.definitions._cache
     assert cache.bytes <= budget and len(cache) == 3
     reads = store.calls["get_version"]
     assert await gateway.version_definition(flow, "10") == "j" * BIG

@@ -18,6 +18,17 @@ ROUTING_KEY_HEADER = "X-Routing-Key"  # a sticky key: the same key, the same ver
 FLOW_VERSION_HEADER = "X-Flow-Version"  # the version an execution ran on
 
 
+def routing_key(headers: Mapping[str, str]) -> bytes | None:
+    """The ``X-Routing-Key`` as the bytes the client sent, hashed as they are.
+
+    aiohttp decodes the request head as UTF-8 with ``surrogateescape``, so a byte
+    outside UTF-8 arrives as a lone surrogate; encoding the same way gives it back,
+    and any byte string is a valid key (the same bytes, the same version).
+    """
+    key = headers.get(ROUTING_KEY_HEADER)
+    return key.encode("utf-8", "surrogateescape") if key else None
+
+
 def request_id() -> str:
     return str(uuid.uuid4()).upper()
 

@@ -33,7 +33,7 @@ from router import errors, model
 from router.dialects.bedrock import eventstream, parsing
 from router.dialects.bedrock.exceptions import stream_exception_type
 from router.dialects.bedrock.shapes import REQUEST_ID_HEADER, TEST_ALIAS, Call
-from router.dialects.common import FLOW_VERSION_HEADER, ROUTING_KEY_HEADER, iso8601
+from router.dialects.common import FLOW_VERSION_HEADER, iso8601, routing_key
 from router.model import Flow
 from router.routing import CompiledAlias
 from router.service import Execution
@@ -78,8 +78,7 @@ class Target:
 
     @property
     def routing_key(self) -> bytes | None:
-        key = self.call.request.headers.get(ROUTING_KEY_HEADER)
-        return key.encode() if key else None
+        return routing_key(self.call.request.headers)
 
     def pick(self) -> str:
         if self.compiled is None:

@@ -153,7 +153,7 @@ class Call:
             raise errors.InvalidArgument("the request body must be a JSON object")
         # The documents inside (definition, inputs[].content.document) sit a few
         # levels down; the limit applies to them, plus that envelope.
-        self.body = model.validate_json_depth(body, "body", model.MAX_JSON_DEPTH + 8)
+        self.body = model.validate_json_depth(body, "body", model.MAX_JSON_DEPTH + 8, raw)
 
     def member(self, name: str) -> Any:
         return self.body.get(name)

@@ -26,7 +26,7 @@ from router.dialects.cloudflow import exceptions
 from router.dialects.cloudflow.actions import ACTIONS, Handler
 from router.dialects.cloudflow.exceptions import ERRORS, error_response
 from router.dialects.cloudflow.shapes import Call
-from router.dialects.common import ROUTING_KEY_HEADER
+from router.dialects.common import routing_key
 from router.limits import form_fields, read_body
 from router.metrics import Metrics
 from router.service import Gateway
@@ -93,8 +93,7 @@ class CloudFlow:
         params = await read_params(request)
         if verifier is not None:
             await verifier.cloudflow(request, params, operation.name)  # before dispatching
-        key = request.headers.get(ROUTING_KEY_HEADER)
-        call = Call(params, request.app[self.gateway_key], key.encode() if key else None)
+        call = Call(params, request.app[self.gateway_key], routing_key(request.headers))
         body = await operation.handler(call)
         body["RequestId"] = rid
         return web.Response(

@@ -70,7 +70,7 @@ class Call:
             document = orjson.loads(value)
         except orjson.JSONDecodeError:
             raise errors.InvalidArgument(f"{name} must be valid JSON", name) from None
-        return model.validate_json_depth(document, name)
+        return model.validate_json_depth(document, name, raw=value)
 
     def page(self) -> tuple[int, str | None, PageFields]:
         return self.integer("Limit", DEFAULT_LIMIT), self.get("NextToken"), PAGE_FIELDS
