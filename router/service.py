@@ -24,6 +24,7 @@ from router.errors import (
     VersionNotFound,
 )
 from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
+from router.lifecycle.record import ExecutionRecord as StoredExecution
 from router.lru import ByteLRU
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
@@ -225,7 +226,7 @@ class Gateway:
 
     async def list_executions(
         self, flow: Flow, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
-    ) -> Page[ExecutionRecord]:
+    ) -> Page[StoredExecution]:
         """Executions recorded by name (caller-named ones), in name order."""
         return await self._page(
             functools.partial(self.store.list_executions, flow.id), limit, token, fields
