@@ -54,6 +54,8 @@ class ExecutionTable:
         cause: str | None,
         at: int,
     ) -> ExecutionRecord | None:
+        if not status.is_final:
+            raise ValueError(f"execution {name}: {status.value} is not a final status")
         current = self.live(name, now)
         if current is None:
             raise ExecutionNotFound(name)
