@@ -25,6 +25,10 @@ class ExecutionTable:
     records: dict[str, tuple[ExecutionRecord, float]] = field(default_factory=dict)
     outcomes: Counter[OutcomeKey] = field(default_factory=Counter)
 
+    def __len__(self) -> int:
+        """The records held, expired ones not yet pruned included."""
+        return len(self.records)
+
     def live(self, name: str, now: float) -> ExecutionRecord | None:
         found = self.records.get(name)
         return found[0] if found is not None and found[1] > now else None
