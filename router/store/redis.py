@@ -10,7 +10,9 @@ is still the one they read, retrying otherwise.
 The key layout and the value encodings are in ``router.store.redis_codec``
 (its docstring has the table, and how a Cluster holds the keys); the change
 feed route caches follow is ``router.store.redis_feed``; URL forms, timeouts
-and what counts as "unreachable" are ``router.store.redis_client``.
+and what counts as "unreachable" are ``router.store.redis_client``; executions,
+outcome counters, the polling schedule and shared secrets are the mixin
+``router.store.redis_executions``.
 
 Failures: a command that cannot reach Redis within the client's timeouts raises
 ``Unavailable("store unavailable")``, which the dialects answer with a
