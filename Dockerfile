@@ -4,7 +4,7 @@
 #
 #   docker build -t flow-router:0.1.0 .
 #
-# Configure it with FLOW_ROUTER_* variables (README "Configuration"), e.g.
+# Configure it with FLOW_ROUTER_* variables (docs/configuration.md), e.g.
 #
 #   docker run -p 127.0.0.1:8080:8080 -e FLOW_ROUTER_INSECURE=1 \
 #     -e FLOW_ROUTER_STORE=redis://redis:6379/0 \

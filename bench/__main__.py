@@ -1,4 +1,4 @@
-"""``python -m bench``: the sampler bench, then the gateway bench; results in bench/results/."""
+"""``python -m bench``: the sampler bench, then the gateway bench, into a new results dir."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bench import gateway, sampler
-from bench._util import RESULTS_DIR
+from bench._util import out_dir
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -34,10 +34,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--no-install", action="store_true", help="gateway: never call apt-get")
     parser.add_argument("--keep-tmp", action="store_true", help="gateway: keep configs and logs")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="results directory (default: a new bench/out/<UTC time>/; "
+        "--out bench/results replaces the committed results)",
+    )
     args = parser.parse_args(argv)
 
-    common = ["--out", str(args.out)] + (["--quick"] if args.quick else [])
+    out = out_dir(args.out)
+    print(f"results go to {out}", flush=True)
+    common = ["--out", str(out)] + (["--quick"] if args.quick else [])
     gateway_argv = list(common)
     if args.rounds:
         gateway_argv += ["--rounds", str(args.rounds)]
@@ -58,9 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return status
         sys.stdout.write("\n")
         sys.stdout.flush()
-    if args.only != "sampler":
-        return gateway.main(gateway_argv)
-    return 0
+    status = gateway.main(gateway_argv) if args.only != "sampler" else 0
+    print(f"results are in {out}", flush=True)
+    return status
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Numbers from the gateway bench's raw runs: medians, ratios, the issue's goals."""
+"""Numbers from the gateway bench's raw runs: medians, ratios, the goals (bench/README.md)."""
 
 from __future__ import annotations
 
@@ -67,9 +67,9 @@ def ratios(med: dict[str, Any]) -> dict[str, Any]:
 def goals(
     med: dict[str, Any], rat: dict[str, Any], results: dict[str, Any]
 ) -> list[dict[str, Any]]:
-    """The issue's targets: what was measured and whether it is met (None: not measured).
+    """The goals (bench/README.md): what was measured, and whether it is met (None: not measured).
 
-    The issue sets them for flow-router on Redis; when that target could not run, the
+    They are set for flow-router on Redis; when that target could not run, the
     throughput and latency goals are shown for the memory store instead, and say so.
     """
     router = next((k for k in ROUTERS if k in med), ROUTERS[0])

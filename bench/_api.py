@@ -1,4 +1,4 @@
-"""The CloudFlow calls the gateway bench makes (WIRE.md section 2.1): form-encoded POSTs."""
+"""The CloudFlow calls the gateway bench makes (docs/wire.md §2.1): form-encoded POSTs."""
 
 from __future__ import annotations
 

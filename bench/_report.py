@@ -129,7 +129,7 @@ def side_measurements(data: dict[str, Any]) -> list[str]:
 
 
 def goals_table(data: dict[str, Any]) -> list[str]:
-    lines = ["| goal (issue 4) | measured | met |", "| --- | --- | --- |"]
+    lines = ["| goal | measured | met |", "| --- | --- | --- |"]
     for g in data.get("goals", []):
         measured = g["measured"]
         shown = f"{measured:.3f}" if isinstance(measured, float) else _f(measured)

@@ -21,7 +21,6 @@ from typing import Any
 import aiohttp
 
 REPO = Path(__file__).resolve().parent.parent
-RESULTS = REPO / "bench" / "results"
 DEFINITION = "version: v1\ntype: flow\nsteps:\n  - type: pass\n    name: soak\n"
 QUERY = {"Format": "json", "Version": "2019-03-15"}
 

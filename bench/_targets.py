@@ -30,7 +30,7 @@ from bench._services import (
     serve_help,
     which,
 )
-from bench._util import BENCH_DIR, RESULTS_DIR, Progress, free_port, quietest, retry_note
+from bench._util import BENCH_DIR, OUT_ROOT, Progress, free_port, quietest, retry_note
 
 LUA = BENCH_DIR / "wrk_post.lua"
 BODY = "FlowName=f1&Qualifier=prod&Input=%7B%7D"
@@ -60,7 +60,7 @@ class Options:
     gateway_args: list[str] = field(default_factory=list)
     install: bool = True
     keep_tmp: bool = False
-    out_dir: Path = RESULTS_DIR
+    out_dir: Path = OUT_ROOT
 
 
 @dataclass

@@ -17,7 +17,8 @@ from typing import Any
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
-RESULTS_DIR = BENCH_DIR / "results"
+RESULTS_DIR = BENCH_DIR / "results"  # the committed results; written only with --out bench/results
+OUT_ROOT = BENCH_DIR / "out"  # a trial run's results, one directory per run (git-ignored)
 # CPU (cores) taken by processes the bench did not start above which a load run is suspect.
 NOISY_CORES = 0.25
 
@@ -157,3 +158,29 @@ def machine_info() -> dict[str, Any]:
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def fresh_out_dir(root: Path = OUT_ROOT) -> Path:
+    """A new, empty ``<root>/<UTC time>`` directory for one run's results.
+
+    Runs write here unless given ``--out``, so a trial run never overwrites the
+    committed ``bench/results/`` and leaves the git tree clean (``bench/out/`` is
+    ignored).
+    """
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    for n in range(100):
+        path = root / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        return path
+    raise RuntimeError(f"no free results directory under {root} for {stamp}")
+
+
+def out_dir(given: Path | None) -> Path:
+    """``--out`` if given (created if missing), else a fresh directory under bench/out/."""
+    if given is None:
+        return fresh_out_dir()
+    given.mkdir(parents=True, exist_ok=True)
+    return given

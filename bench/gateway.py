@@ -54,7 +54,7 @@ from bench._services import (
 )
 from bench._side import open_loop, propagation, redis_commands
 from bench._targets import BODY, DIRECT, Bench, Options
-from bench._util import RESULTS_DIR, Progress, git_commit, machine_info
+from bench._util import Progress, git_commit, machine_info, out_dir
 
 
 def versions() -> dict[str, str]:
@@ -223,7 +223,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--no-install", action="store_true", help="never call apt-get")
     parser.add_argument("--keep-tmp", action="store_true", help="keep configs and logs")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    parser.add_argument(
+        "--out", type=Path, help="results directory (default: a new bench/out/<UTC time>/)"
+    )
 
 
 def options_from(args: argparse.Namespace) -> Options:
@@ -232,7 +234,7 @@ def options_from(args: argparse.Namespace) -> Options:
         gateway_args=list(args.gateway_arg),
         install=not args.no_install,
         keep_tmp=args.keep_tmp,
-        out_dir=args.out,
+        out_dir=out_dir(args.out),
     )
     if args.quick:
         opts.rounds, opts.duration, opts.warmup = 1, 3.0, 1.0

@@ -28,12 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench._util import RESULTS_DIR, Progress, git_commit, machine_info, write_json
+from bench._util import OUT_ROOT, Progress, git_commit, machine_info, out_dir, write_json
 
 SIZES = (2, 3, 5, 10, 30, 100, 300, 1000, 3000, 10000)
 SEED = 20240404
 MAX_WEIGHT = 1000
-TARGET_RATIO = 1.5  # the target: <= 1.5x the reference, flat over N
+TARGET_RATIO = 1.5  # the goal (bench/README.md): <= 1.5x the reference, flat over N
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,7 +203,7 @@ class Options:
     sizes: tuple[int, ...] = SIZES
     min_time: float = 0.03
     repeats: int = 7
-    out_dir: Path = RESULTS_DIR
+    out_dir: Path = OUT_ROOT
     plot: bool = True
     notes: list[str] = field(default_factory=list)
 
@@ -395,9 +395,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.sampler", description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer, shorter repeats (smoke run)")
     parser.add_argument("--repeats", type=int, default=None, help="timeit repeats (default 7)")
-    parser.add_argument("--out", type=Path, default=RESULTS_DIR, help="results directory")
+    parser.add_argument(
+        "--out", type=Path, help="results directory (default: a new bench/out/<UTC time>/)"
+    )
     args = parser.parse_args(argv)
-    opts = Options(out_dir=args.out)
+    opts = Options(out_dir=out_dir(args.out))
     if args.quick:
         opts.min_time, opts.repeats = 0.005, 3
     if args.repeats:

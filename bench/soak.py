@@ -20,7 +20,9 @@ processes on that Redis. Then, for N minutes:
 At the end, with Redis up, each ledger entry is checked through the API: the
 flow exists, its acknowledged versions are listed, its alias routes and its
 description are the last acknowledged value (or a later "maybe" one). Any
-miss is a lost write. Results: ``bench/results/soak.json`` and ``soak.txt``.
+miss is a lost write. Results: ``soak.json`` and ``soak.txt`` in a new
+``bench/out/<UTC time>/`` directory, or in ``--out DIR`` (``--out bench/results``
+replaces the committed ones).
 """
 
 from __future__ import annotations
@@ -41,7 +43,6 @@ from typing import Any
 import aiohttp
 
 from bench._soak import (
-    RESULTS,
     Processes,
     Soak,
     executions,
@@ -51,6 +52,7 @@ from bench._soak import (
     wait_port,
     writer,
 )
+from bench._util import out_dir
 
 
 async def redis_restarts(soak: Soak, processes: Processes, every: float, down: float) -> None:
@@ -259,6 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--down", type=float, default=2, help="seconds Redis stays down")
     parser.add_argument("--progress-every", type=float, default=5)
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--out", type=Path, help="results directory (default: a new bench/out/<UTC time>/)"
+    )
     args = parser.parse_args(argv)
     random.seed(args.seed)
     directory = Path(tempfile.mkdtemp(prefix="flow-router-soak-"))
@@ -268,12 +273,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = asyncio.run(run(args, processes))
     finally:
         processes.stop_all()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "soak.json").write_text(json.dumps(result, indent=1) + "\n")
+    results = out_dir(args.out)
+    (results / "soak.json").write_text(json.dumps(result, indent=1) + "\n")
     summary = text(result)
-    (RESULTS / "soak.txt").write_text(summary)
+    (results / "soak.txt").write_text(summary)
     print(summary, end="")
-    print(f"wrote {RESULTS / 'soak.json'} and soak.txt", flush=True)
+    print(f"wrote {results / 'soak.json'} and soak.txt", flush=True)
     return 0 if result["writes_lost"] == 0 else 1
 
 

@@ -1,6 +1,6 @@
 """Wiring: build the aiohttp app from a Config. Nothing here is global.
 
-Request routing on the one port (WIRE.md section 1):
+Request routing on the one port (docs/wire.md §1):
 ``/`` → CloudFlow (RPC, dispatch on Action), ``/flows…`` → Bedrock (REST),
 ``/metrics``, ``/healthz``, ``/readyz`` → operations, ``/_executor…`` → the
 reference executor when no upstream is configured.
@@ -68,9 +68,19 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
     app[CONFIG] = config
     app[BODY_TIMEOUT] = config.body_timeout_s
     app[METRICS] = metrics
-    upstream = UpstreamTemplate(config.upstream_template())
+    apart = None  # with signed APIs, the unauthenticated reference executor gets its own port
+    if config.upstream is None and config.credentials is not None:
+        apart = executor.Apart(config.max_body_bytes)
+    upstream = UpstreamTemplate(apart.template if apart else config.upstream_template())
     forwarder = Forwarder(config.timeouts, config.max_idle_per_host, config.version_limits, metrics)
-    verifier = Verifier(config.credentials) if config.credentials is not None else None
+    verifier = None
+    if config.credentials is not None:
+        verifier = Verifier(
+            config.credentials,
+            store_timeout_s=config.auth_store_timeout_s,
+            store_failure=config.auth_store_failure,
+            degraded=metrics.auth_store_degraded,
+        )
     if verifier is not None:  # every API request must be signed (router/auth)
         app[VERIFIER] = verifier
 
@@ -80,7 +90,13 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
         assert opened is not None
         await forwarder.start()
         gateway = Gateway(
-            opened, forwarder, metrics, upstream, config.settings, random.Random(config.random_seed)
+            opened,
+            forwarder,
+            metrics,
+            upstream,
+            config.settings,
+            random.Random(config.random_seed),
+            idempotency_ttl_s=config.idempotency_ttl_s,
         )
         app[GATEWAY] = gateway
         if verifier is not None:
@@ -101,12 +117,15 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
         if owned:
             await opened.close()
 
+    if apart is not None:
+        app.cleanup_ctx.append(apart.serve)  # started before, stopped after the gateway
     app.cleanup_ctx.append(resources)
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
     cloudflow.add_routes(app, GATEWAY, metrics)
-    bedrock.add_routes(app, GATEWAY, CONFIG, metrics)
-    if config.upstream is None:
+    app[bedrock.SETTINGS] = bedrock.BedrockSettings(config.region, config.account_id)
+    bedrock.add_routes(app, GATEWAY, metrics)
+    if config.upstream is None and apart is None:
         executor.add_routes(app)
     return app

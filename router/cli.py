@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
 from router import __version__
-from router.auth import load_credentials
+from router.auth import guard, load_credentials
 from router.breaker import VersionLimits
 from router.config import Config
 from router.forward import Timeouts, UpstreamTemplate
@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         "memory:// (embedded), redis://host:port/db, rediss://…, "
         "redis+sentinel://host:port[,host:port]/service[/db] or "
         "redis+cluster://host:port[,host:port]; timeouts as URL options, e.g. "
-        "?socket_timeout=2 (see the README)",
+        "?socket_timeout=2 (see docs/operations.md)",
     )  # fmt: skip
     option.text("key-prefix", d.key_prefix, "Redis key prefix")
     option.text(
@@ -209,6 +209,18 @@ def _add_limit_arguments(option: _Options) -> None:
         "rate-burst", int, d.rate_burst,
         "requests an access key may make at once above its rate (0: one second's worth)",
     )  # fmt: skip
+    number(
+        "auth-store-timeout", float, d.auth_store_timeout_s,
+        "seconds a signed request waits for the store to record its nonce or take a "
+        "rate-limit token; past it, or when the store fails, requests are decided without "
+        f"the store for {guard.RETRY_S:g} s as --auth-store-failure says",
+    )  # fmt: skip
+    option.text(
+        "auth-store-failure", d.auth_store_failure,
+        "open: let such requests in (no rate limit, replays caught per process only); "
+        "closed: refuse them as unavailable",
+        choices=guard.FAILURES,
+    )  # fmt: skip
 
 
 def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
@@ -222,9 +234,15 @@ def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError("--rate-limit and --rate-burst must not be negative")
     if args.rate_limit and not args.credentials:
         raise ValueError("--rate-limit is per access key: it needs --credentials")
+    if args.auth_store_timeout <= 0:
+        raise ValueError("--auth-store-timeout must be positive")
+    if args.auth_store_failure not in guard.FAILURES:  # from the environment: not checked yet
+        raise ValueError(f"--auth-store-failure must be one of {', '.join(guard.FAILURES)}")
     return {
         "rate_limit": args.rate_limit or None,
         "rate_burst": args.rate_burst,
+        "auth_store_timeout_s": args.auth_store_timeout,
+        "auth_store_failure": args.auth_store_failure,
         "version_limits": VersionLimits(
             max_inflight=args.max_inflight_per_version,
             breaker_failures=args.breaker_failures,

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from router import limits
+from router.auth import guard
 from router.breaker import VersionLimits
 from router.forward import Timeouts
 from router.service import Settings
@@ -36,6 +37,10 @@ class Config:
     idempotency_ttl_s: int = 8 * 3600  # how long a Bedrock clientToken is remembered
     rate_limit: float | None = None  # requests/s per access key (needs credentials)
     rate_burst: int = 0  # bucket size; 0: one second's worth of rate_limit
+    # a signed request's store calls (nonce, rate limit): how long they may take, and
+    # whether the request is let in or refused when the store fails (router/auth/guard)
+    auth_store_timeout_s: float = guard.DEFAULT_TIMEOUT_S
+    auth_store_failure: guard.Failure = guard.DEFAULT_FAILURE
     random_seed: int | None = None  # seed of the version choice (tests); None: from the OS
     # access key id -> secret (router/auth); None: requests are not authenticated.
     credentials: Mapping[str, str] | None = field(default=None, repr=False)

@@ -1,6 +1,6 @@
 """The executor client: one pooled session per process, bounded by timeouts.
 
-Executor protocol v2 (documented in the README; v1 executors keep working):
+Executor protocol v2 (docs/executor-protocol.md; v1 executors keep working):
 
 * **Start**: the gateway POSTs ``{"flow", "flowId", "version", "alias",
   "execution", "input"}`` (plus ``"callback"`` when callbacks are on) to the

@@ -15,15 +15,21 @@ Two records per token, both written set-if-absent (``Store.put_token``):
 * ``<scope>`` — written *after* creating: the fingerprint of the parameters and
   the id of what was created. Replays read it.
 
-A claim without a result (its request failed, or crashed) is waited on for at
-most ``settle_s``; after that the waiter creates itself, so a retry after a
-failed first attempt still succeeds. If that ever produces two resources (the
-first request was only slow), the one whose result record lost is discarded.
+A create the store refused (the name is taken, a quota is reached, the input
+is invalid) releases its claim: it writes ``<scope>:release`` for the claim's
+nonce, and a request that finds a released claim goes ahead at once, whatever
+parameters the claim was made with; so the token is not burnt by a request that
+created nothing. A claim that was not released (its request crashed, or could
+not tell whether the store applied the create: the store was unreachable) is
+waited on for at most ``settle_s``; after that the waiter creates itself, so a
+retry still succeeds. If that ever produces two resources (the first request
+was only slow), the one whose result record lost is discarded.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import time
@@ -31,7 +37,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Generic, TypeVar
 
-from router.errors import AlreadyExists, IdempotencyMismatch
+from router.errors import AlreadyExists, IdempotencyMismatch, RouterError, Unavailable
 from router.store.base import IdempotencyRecord, Store
 
 T = TypeVar("T")
@@ -85,10 +91,10 @@ class Idempotency:
         claim = await self.store.put_token(
             f"{scope}:claim", token, IdempotencyRecord(digest, nonce), self.ttl_s
         )
-        if claim.fingerprint != digest:
-            raise _mismatch()
-        if claim.resource != nonce:
-            found = await self._wait_for_result(scope, token)
+        if claim.resource != nonce and not await self._released(scope, token, claim):
+            if claim.fingerprint != digest:
+                raise _mismatch()
+            found = await self._wait_for_result(scope, token, claim)
             if found is not None:
                 return await self._replay(found, digest, create)
         try:
@@ -97,8 +103,14 @@ class Idempotency:
             # A same-token request that claimed before us may have finished meanwhile.
             found = await self.store.get_token(scope, token)
             if found is None:
+                await self._release(scope, token, claim)
                 raise
             return await self._replay(found, digest, create)
+        except Unavailable:
+            raise  # the create may have been applied: keep the claim, let it settle
+        except RouterError:
+            await self._release(scope, token, claim)
+            raise
         key = create.key(made)
         stored = await self.store.put_token(
             scope, token, IdempotencyRecord(digest, key), self.ttl_s
@@ -108,12 +120,28 @@ class Idempotency:
             return await self._replay(stored, digest, create)
         return made
 
+    async def _release(self, scope: str, token: str, claim: IdempotencyRecord) -> None:
+        """Mark ``claim`` as having created nothing, so the token can be used again."""
+        marker = IdempotencyRecord(claim.fingerprint, claim.resource)
+        with contextlib.suppress(Unavailable):  # then the claim settles as if we crashed
+            await self.store.put_token(
+                f"{scope}:release", _release_key(token, claim), marker, self.ttl_s
+            )
+
+    async def _released(self, scope: str, token: str, claim: IdempotencyRecord) -> bool:
+        found = await self.store.get_token(f"{scope}:release", _release_key(token, claim))
+        return found is not None
+
     async def _replay(self, found: IdempotencyRecord, digest: str, create: Create[T]) -> T:
         if found.fingerprint != digest:
             raise _mismatch()
         return await create.fetch(found.resource)
 
-    async def _wait_for_result(self, scope: str, token: str) -> IdempotencyRecord | None:
+    async def _wait_for_result(
+        self, scope: str, token: str, claim: IdempotencyRecord
+    ) -> IdempotencyRecord | None:
+        """The result of ``claim``'s request; ``None`` once it is released or has not
+        settled within ``settle_s``."""
         deadline = time.monotonic() + self.settle_s
         pause, longest = _POLL_S
         while True:
@@ -122,6 +150,13 @@ class Idempotency:
                 return found
             await asyncio.sleep(pause)
             pause = min(pause * 2, longest)
+            if await self._released(scope, token, claim):
+                return await self.store.get_token(scope, token)
+
+
+def _release_key(token: str, claim: IdempotencyRecord) -> str:
+    # One marker per claim: a claim written after this one expired has another nonce.
+    return f"{token}:{claim.resource}"
 
 
 def _mismatch() -> IdempotencyMismatch:

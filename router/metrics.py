@@ -1,8 +1,8 @@
 """Prometheus metrics, one registry per app (no global registry).
 
-Label children are cached per (flow, alias, version) so the hot path does a
-dict lookup and an ``inc()``, not a ``labels()`` call with its locking and
-tuple building.
+Label children are cached per (flow, alias, version), and per dialect by
+(operation, status) and error code, so the hot path does a dict lookup and an
+``inc()``, not a ``labels()`` call with its locking and tuple building.
 """
 
 from __future__ import annotations
@@ -34,6 +34,38 @@ class ExecutionMetrics:
         self.ok = ok
         self.failed = failed
         self.duration = duration
+
+
+class DialectMetrics:
+    """One dialect's ``api_requests`` and ``errors`` children, cached as they appear.
+
+    Bounded: operations are the dialect's own names (plus ``unknown``), statuses
+    and error codes come from its fixed tables.
+    """
+
+    __slots__ = ("_codes", "_dialect", "_errors", "_requests", "_statuses")
+
+    def __init__(self, dialect: str, requests: Counter, errors: Counter) -> None:
+        self._dialect = dialect
+        self._requests = requests
+        self._errors = errors
+        self._statuses: dict[str, dict[int, Counter]] = {}
+        self._codes: dict[str, Counter] = {}
+
+    def request(self, operation: str, status: int) -> Counter:
+        by_status = self._statuses.get(operation)
+        if by_status is None:
+            by_status = self._statuses[operation] = {}
+        found = by_status.get(status)
+        if found is None:
+            found = by_status[status] = self._requests.labels(self._dialect, operation, str(status))
+        return found
+
+    def error(self, code: str) -> None:
+        found = self._codes.get(code)
+        if found is None:
+            found = self._codes[code] = self._errors.labels(self._dialect, code)
+        found.inc()
 
 
 class Metrics:
@@ -75,8 +107,8 @@ class Metrics:
         )
         self.errors = Counter(
             "flow_router_errors",
-            "Errors answered to callers, by dialect and domain error "
-            "(Unavailable: the store could not be reached).",
+            "Errors answered to callers, by dialect and the error code the caller "
+            "got (CloudFlow's Code, Bedrock's x-amzn-ErrorType).",
             ["dialect", "error"],
             registry=self.registry,
         )
@@ -132,8 +164,17 @@ class Metrics:
             "for --send-timeout seconds.",
             registry=self.registry,
         )
+        self.auth_store_degraded = Counter(
+            "flow_router_auth_store_degraded",
+            "Signed requests decided without the store, which failed or did not answer "
+            "within --auth-store-timeout (and for 1 s after), by check (nonce: shared replay "
+            "protection, ratelimit) and decision (allowed or refused, per --auth-store-failure).",
+            ["check", "decision"],
+            registry=self.registry,
+        )
         self._paths: dict[tuple[str, str, str], ExecutionMetrics] = {}
         self._weights: dict[tuple[str, str], set[str]] = {}
+        self._dialects: dict[str, DialectMetrics] = {}
 
     def path(self, flow: str, alias: str, version: str) -> ExecutionMetrics:
         key = (flow, alias, version)
@@ -147,8 +188,11 @@ class Metrics:
             self._paths[key] = found
         return found
 
-    def count_error(self, dialect: str, error: Exception) -> None:
-        self.errors.labels(dialect, type(error).__name__).inc()
+    def dialect(self, name: str) -> DialectMetrics:
+        found = self._dialects.get(name)
+        if found is None:
+            found = self._dialects[name] = DialectMetrics(name, self.api_requests, self.errors)
+        return found
 
     def set_weights(self, flow: str, alias: str, shares: Iterable[tuple[str, float]]) -> None:
         """Publish an alias's configured split, dropping versions it no longer routes to."""

@@ -6,42 +6,21 @@ is available. On Redis the bucket lives in one key updated by a Lua script
 with the server's clock, so the limit holds across every replica; on the
 memory store it lives in the process.
 
-If the store cannot be reached the request is let through (and the failure
-counted): a rate limit must not turn a Redis outage into an API outage, and
-executions through cached aliases must keep routing.
+If the store cannot be reached, :meth:`RateLimiter.check` raises
+``Unavailable``; the verifier bounds the call and decides without the store
+(:mod:`router.auth.guard`): a rate limit must not turn a Redis outage into an
+API outage, and executions through cached aliases must keep routing.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
-
-from router.errors import Throttled, Unavailable
+from router.errors import Throttled
 from router.store.base import Store
+from router.store.bucket import Bucket, take
 
-log = logging.getLogger("flow_router.ratelimit")
+__all__ = ["BUCKET_SCOPE", "Bucket", "RateLimiter", "take"]
 
 BUCKET_SCOPE = "rate"
-
-
-@dataclass(frozen=True, slots=True)
-class Bucket:
-    tokens: float
-    at: float  # seconds, the clock the bucket was last updated with
-
-
-def take(bucket: Bucket | None, now: float, rate: float, burst: int) -> tuple[Bucket, float]:
-    """Take one token. Returns the new bucket and the wait (0 when allowed).
-
-    The same arithmetic runs in Lua on Redis (``router/store/redis_scripts.py``).
-    """
-    if bucket is None:
-        tokens = float(burst)
-    else:
-        tokens = min(float(burst), bucket.tokens + max(0.0, now - bucket.at) * rate)
-    if tokens >= 1.0:
-        return Bucket(tokens - 1.0, now), 0.0
-    return Bucket(tokens, now), (1.0 - tokens) / rate
 
 
 class RateLimiter:
@@ -53,14 +32,9 @@ class RateLimiter:
         self.burst = burst
 
     async def check(self, access_key_id: str) -> None:
-        """Raise :class:`Throttled` when this key is over its rate."""
-        try:
-            wait = await self.store.take_token(
-                f"{BUCKET_SCOPE}:{access_key_id}", self.rate, self.burst
-            )
-        except Unavailable as e:
-            log.warning("rate limit not enforced, store unreachable: %s", e.message)
-            return
+        """Raise :class:`Throttled` when this key is over its rate (``Unavailable`` when
+        the store cannot say)."""
+        wait = await self.store.take_token(f"{BUCKET_SCOPE}:{access_key_id}", self.rate, self.burst)
         if wait > 0:
             raise Throttled(
                 f"access key {access_key_id} is over its rate of {self.rate:g} requests/s",

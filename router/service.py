@@ -10,20 +10,15 @@ from __future__ import annotations
 import functools
 import random
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from router import model
-from router.errors import (
-    ExecutorError,
-    InvalidArgument,
-    InvalidToken,
-    Unavailable,
-    VersionNotFound,
-)
+from router.errors import ExecutorError, InvalidArgument, InvalidToken, Unavailable, VersionNotFound
+from router.execution_names import generated, is_generated, parse_generated
 from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
+from router.idempotency import DEFAULT_TTL_S, Create, Idempotency
 from router.lifecycle.record import ExecutionRecord as StoredExecution
 from router.lru import ByteLRU
 from router.metrics import Metrics
@@ -55,11 +50,11 @@ class Settings:
 class PageFields:
     """What a dialect calls its page size and token, for error messages."""
 
-    limit: str = "Limit"
-    token: str = "NextToken"
+    limit: str
+    token: str
 
 
-CLOUDFLOW_PAGE = PageFields()
+NEUTRAL_PAGE = PageFields("limit", "token")  # callers other than a dialect
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +78,7 @@ class Gateway:
         upstream: UpstreamTemplate,
         settings: Settings | None = None,
         rng: random.Random | None = None,
+        idempotency_ttl_s: int = DEFAULT_TTL_S,
     ) -> None:
         self.store = store
         self.forwarder = forwarder
@@ -95,6 +91,13 @@ class Gateway:
         self._definitions: ByteLRU[tuple[str, str], Any] = ByteLRU(
             self.settings.definition_cache_bytes, encoded_size
         )
+        self._idempotency = Idempotency(store, idempotency_ttl_s)
+
+    async def idempotent(
+        self, scope: str, token: str | None, params: Mapping[str, Any], create: Create[T]
+    ) -> T:
+        """Run ``create`` at most once per client ``token`` (see :mod:`router.idempotency`)."""
+        return await self._idempotency.once(scope, token, params, create)
 
     # flows --------------------------------------------------------------------
     async def create_flow(
@@ -136,7 +139,7 @@ class Gateway:
         return await self.store.get_flow_by_id(flow_id)
 
     async def list_flows(
-        self, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
+        self, limit: int, token: str | None, fields: PageFields = NEUTRAL_PAGE
     ) -> Page[Flow]:
         return await self._page(self.store.list_flows, limit, token, fields)
 
@@ -167,7 +170,7 @@ class Gateway:
         return await self.store.get_version(flow.id, model.parse_version(version))
 
     async def list_versions(
-        self, flow: Flow, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
+        self, flow: Flow, limit: int, token: str | None, fields: PageFields = NEUTRAL_PAGE
     ) -> Page[FlowVersion]:
         return await self._page(
             functools.partial(self.store.list_versions, flow.id), limit, token, fields
@@ -218,14 +221,14 @@ class Gateway:
         return await self.store.get_alias_by_id(flow.id, alias_id)
 
     async def list_aliases(
-        self, flow: Flow, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
+        self, flow: Flow, limit: int, token: str | None, fields: PageFields = NEUTRAL_PAGE
     ) -> Page[Alias]:
         return await self._page(
             functools.partial(self.store.list_aliases, flow.id), limit, token, fields
         )
 
     async def list_executions(
-        self, flow: Flow, limit: int, token: str | None, fields: PageFields = CLOUDFLOW_PAGE
+        self, flow: Flow, limit: int, token: str | None, fields: PageFields = NEUTRAL_PAGE
     ) -> Page[StoredExecution]:
         """Executions recorded by name (caller-named ones), in name order."""
         return await self._page(
@@ -317,10 +320,10 @@ class Gateway:
         """
         started = model.now_ms()
         if name is None or name == "":
-            name = generated_execution_name(version, alias)
+            name = generated(version, alias)
         else:
             model.validate_execution_name(name)
-        if record and not is_generated_execution_name(name):
+        if record and not is_generated(name):
             await self.store.record_execution(
                 ExecutionRecord(flow.id, name, version, alias, started),
                 self.settings.execution_ttl_s,
@@ -366,9 +369,7 @@ class Gateway:
 
     async def describe_execution(self, flow: Flow, name: str | None) -> Execution:
         name = model.require(name, "ExecutionName")
-        record = parse_generated_execution_name(flow.id, name) or await self.store.get_execution(
-            flow.id, name
-        )
+        record = parse_generated(flow.id, name) or await self.store.get_execution(flow.id, name)
         url = self.upstream.url(flow.name, flow.id, record.version, record.alias)
         reply = await self.forwarder.describe(url, record.name, record.version)
         return Execution(
@@ -397,19 +398,3 @@ class Gateway:
             return await by_bytes(fetch, limit, token)
         except InvalidToken as e:
             raise InvalidArgument(f"{fields.token}: {e.message}", fields.token) from None
-
-
-def generated_execution_name(version: str, alias: str) -> str:
-    return f"{uuid.uuid4().hex}.{version}.{alias}"
-
-
-def is_generated_execution_name(name: str) -> bool:
-    return "." in name
-
-
-def parse_generated_execution_name(flow_id: str, name: str) -> ExecutionRecord | None:
-    """The record a generated name stands for, or ``None`` for a caller's name."""
-    parts = name.split(".")
-    if len(parts) != 3 or len(parts[0]) != 32 or not parts[1]:
-        return None
-    return ExecutionRecord(flow_id, name, parts[1], parts[2], 0)

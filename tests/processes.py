@@ -308,7 +308,7 @@ class Connection:
         params: Mapping[str, Any],
         headers: Mapping[str, str] | None = None,
     ) -> Answer:
-        """One unsigned CloudFlow RPC call (WIRE.md 2.1): Action in the query, a form body.
+        """One unsigned CloudFlow RPC call (docs/wire.md §2.1): Action in the query, a form body.
 
         A list or dict parameter (``RoutingConfigurations``) is sent as compact JSON text.
         """

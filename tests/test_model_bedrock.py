@@ -1,4 +1,4 @@
-"""The Bedrock-specific validators of router/model.py (seed 002 and the botocore model)."""
+"""The Bedrock-specific validators of router/model.py (docs/wire.md §3.1 and the botocore model)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from router import model
+from router.dialects.bedrock import parsing
 from router.errors import InvalidArgument, MissingParameter
 
 TAG = re.compile(r"[a-zA-Z0-9\s._:/=+@-]*")
@@ -123,19 +124,19 @@ def test_bedrock_description(text: Any, ok: bool) -> None:
 
 
 def test_definition_is_a_structure() -> None:
-    assert model.validate_bedrock_definition(None) is None
-    assert model.validate_bedrock_definition({"nodes": []}) == {"nodes": []}
+    assert parsing.validate_bedrock_definition(None) is None
+    assert parsing.validate_bedrock_definition({"nodes": []}) == {"nodes": []}
     with pytest.raises(InvalidArgument):
-        model.validate_bedrock_definition("version: v1")
+        parsing.validate_bedrock_definition("version: v1")
 
 
 # -- routing --------------------------------------------------------------------------------
 
 
 def test_route_entries_feed_validate_routes_with_a_maximum_of_one() -> None:
-    entries = model.bedrock_route_entries([{"flowVersion": "3"}])
+    entries = parsing.bedrock_route_entries([{"flowVersion": "3"}])
     assert model.validate_routes(entries, 1, "routingConfiguration") == (model.Route(3, 1),)
-    two = model.bedrock_route_entries([{"flowVersion": "1"}, {"flowVersion": "2"}])
+    two = parsing.bedrock_route_entries([{"flowVersion": "1"}, {"flowVersion": "2"}])
     with pytest.raises(InvalidArgument) as e:
         model.validate_routes(two, 1, "routingConfiguration")
     _names(e, "routingConfiguration")
@@ -144,7 +145,7 @@ def test_route_entries_feed_validate_routes_with_a_maximum_of_one() -> None:
 @pytest.mark.parametrize("raw", [None, "1", [1], [{"flowVersion": "DRAFT"}], [{}]])
 def test_route_entries_reject(raw: Any) -> None:
     with pytest.raises(InvalidArgument) as e:
-        model.bedrock_route_entries(raw)
+        parsing.bedrock_route_entries(raw)
     assert e.value.field is not None and e.value.field.startswith("routingConfiguration")
 
 
@@ -162,10 +163,10 @@ def test_flow_execution_name() -> None:
 
 def test_flow_inputs() -> None:
     good = [{"nodeName": "FlowInputNode", "content": {"document": {"q": [1]}}}]
-    assert model.validate_flow_inputs(good) == {"q": [1]}
-    assert model.validate_flow_inputs([{"nodeName": "In", "content": {"document": None}}]) is None
+    assert parsing.validate_flow_inputs(good) == {"q": [1]}
+    assert parsing.validate_flow_inputs([{"nodeName": "In", "content": {"document": None}}]) is None
     with pytest.raises(MissingParameter):
-        model.validate_flow_inputs(None)
+        parsing.validate_flow_inputs(None)
     for bad, field in [
         ([], "inputs"),
         (good * 2, "inputs"),
@@ -174,14 +175,14 @@ def test_flow_inputs() -> None:
         ([{"nodeName": "In", "content": {}}], "inputs.content"),
     ]:
         with pytest.raises(InvalidArgument) as e:
-            model.validate_flow_inputs(bad)
+            parsing.validate_flow_inputs(bad)
         assert e.value.field == field
 
 
 def test_max_results() -> None:
-    assert model.validate_max_results(None) is None
-    assert model.validate_max_results("1000") == 1000
+    assert parsing.validate_max_results(None) is None
+    assert parsing.validate_max_results("1000") == 1000
     for bad in ("0", "1001", "-1", "x"):
         with pytest.raises(InvalidArgument) as e:
-            model.validate_max_results(bad)
+            parsing.validate_max_results(bad)
         _names(e, "maxResults")

@@ -1,6 +1,6 @@
 """Redis stopped, hung and restarted under a running gateway, through the real SDKs.
 
-What the gateway promises (README, "Operations under failure"):
+What the gateway promises (docs/operations.md):
 
 * executions through an alias it has cached keep routing, with no errors, while
   Redis is down: unnamed ones need no Redis at all. A caller-named execution

@@ -11,8 +11,9 @@ every API request before dispatching it:
 
 The signed time must be within :data:`~router.auth.base.WINDOW_S` (15 minutes)
 of the server's clock, and a CloudFlow nonce is accepted once. ``/metrics``,
-``/healthz``, ``/readyz`` and the reference executor are not API routes and
-stay open. Without credentials there is no verifier and signatures are ignored
+``/healthz``, ``/readyz`` are not API routes and stay open; the reference
+executor, which authenticates nobody, then listens apart (:mod:`router.executor`).
+Without credentials there is no verifier and signatures are ignored
 (the CLI then refuses a non-loopback address unless ``--insecure``).
 
 The verification functions are pure (method, raw path, query, headers, body,
@@ -33,9 +34,10 @@ from pathlib import Path
 
 import orjson
 from aiohttp import web
+from prometheus_client import Counter
 
 from router import errors
-from router.auth import cloudflow, sigv4
+from router.auth import cloudflow, guard, sigv4
 from router.auth.base import WINDOW_S, Signed
 from router.limits import read_body  # bounded in size and time; aiohttp keeps it for the dialect
 from router.ratelimit import RateLimiter
@@ -46,7 +48,6 @@ __all__ = ["VERIFIER", "WINDOW_S", "NonceCache", "Signed", "Verifier", "load_cre
 log = logging.getLogger("flow_router.auth")
 
 NONCE_SCOPE = "nonce"  # Store.put_token scope of shared nonces
-STORE_RETRY_S = 5.0  # after the store failed, nonces stay local this long
 
 
 def load_credentials(path: str | os.PathLike[str]) -> dict[str, str]:
@@ -124,11 +125,13 @@ class Verifier:
 
     Nonces go into this process's :class:`NonceCache` and, on a shared store
     (Redis), into the store too, through ``Store.put_token`` (``SET NX`` with a
-    TTL), so a replay to another worker or replica is refused as well. If the
-    store cannot be reached, nonces stay local for :data:`STORE_RETRY_S` seconds
-    and requests keep being served: a store outage weakens replay protection to
-    one process instead of stopping all signed traffic. The embedded memory
-    store is not used for nonces (it is one process, like the cache, and never
+    TTL), so a replay to another worker or replica is refused as well. That call
+    and the rate limiter's are bounded by :class:`~router.auth.guard.StoreGuard`:
+    if the store does not answer within ``store_timeout_s``, requests are decided
+    without it for a second, let in or refused as ``store_failure`` says (by
+    default let in: a store outage then weakens replay protection to one process
+    and lifts rate limits, instead of stopping all signed traffic). The embedded
+    memory store is not used for nonces (it is one process, like the cache, and never
     forgets a token nobody asks about again).
     """
 
@@ -138,12 +141,25 @@ class Verifier:
         *,
         nonces: NonceCache | None = None,
         clock: Callable[[], float] = time.time,
+        store_timeout_s: float = guard.DEFAULT_TIMEOUT_S,
+        store_failure: guard.Failure = guard.DEFAULT_FAILURE,
+        degraded: Counter | None = None,  # flow_router_auth_store_degraded
     ) -> None:
         self._credentials = dict(credentials)
         self._shared: Store | None = None
         self.nonces = nonces if nonces is not None else NonceCache()
         self._clock = clock
-        self._shared_down_until = 0.0
+        backoff = guard.Backoff()  # one store: when one check finds it down, both skip it
+        self._guards = {
+            check: guard.StoreGuard(
+                check,
+                timeout_s=store_timeout_s,
+                failure=store_failure,
+                degraded=degraded,
+                backoff=backoff,
+            )
+            for check in ("nonce", "ratelimit")
+        }
         # Marks our own put_token record, so "the stored one is not ours" means replay.
         self._origin = f"{os.getpid()}.{secrets.token_hex(6)}."
         self._sequence = itertools.count()
@@ -189,28 +205,30 @@ class Verifier:
 
     async def _admitted(self, signed: Signed) -> str:
         """The signer's key id, once its rate limit (if any) lets the request in."""
-        if self.limiter is not None:
-            await self.limiter.check(signed.access_key_id)
+        limiter = self.limiter
+        if limiter is not None:
+            await self._guards["ratelimit"].call(lambda: limiter.check(signed.access_key_id))
         return signed.access_key_id
 
     async def _remember_nonce(self, signed: Signed, now: float) -> None:
         if signed.nonce is None:
             return
-        key = f"{signed.access_key_id}:{signed.nonce}"
+        # A nonce byte outside UTF-8 (kept by aiohttp as a surrogate) written out as \xNN,
+        # so the key can be stored; valid UTF-8 stays as it is.
+        nonce = signed.nonce.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        key = f"{signed.access_key_id}:{nonce}"
         expires_at = signed.timestamp + WINDOW_S
         if not self.nonces.add(key, expires_at, now):
             raise errors.NonceUsed(f"the signature nonce {signed.nonce!r} was already used")
-        if self._shared is None or now < self._shared_down_until:
+        shared = self._shared
+        if shared is None:
             return
         mine = IdempotencyRecord(f"{self._origin}{next(self._sequence)}", "")
         ttl_s = max(1, math.ceil(expires_at - now))
-        try:
-            stored = await self._shared.put_token(NONCE_SCOPE, key, mine, ttl_s)
-        except errors.Unavailable as e:
-            self._shared_down_until = now + STORE_RETRY_S
-            log.warning("nonces kept in this process only for %.0f s: %s", STORE_RETRY_S, e)
-            return
-        if stored.fingerprint != mine.fingerprint:
+        stored = await self._guards["nonce"].call(
+            lambda: shared.put_token(NONCE_SCOPE, key, mine, ttl_s)
+        )
+        if stored is not None and stored.fingerprint != mine.fingerprint:
             raise errors.NonceUsed(f"the signature nonce {signed.nonce!r} was already used")
 
 

@@ -24,9 +24,24 @@ class Signed:
     nonce: str | None = None  # CloudFlow's SignatureNonce; SigV4 has none
 
 
+def wire(text: str) -> bytes:
+    """``text`` as the bytes the client sent, which is what it signed.
+
+    aiohttp decodes the request head as UTF-8 with ``surrogateescape``, so a
+    byte that is not UTF-8 (``Host: \\xff``) arrives as a lone surrogate that
+    a plain ``encode()`` refuses; this gives the byte back instead, and a
+    signature over it is checked like any other. Text no request could have
+    carried (another lone surrogate) fails as an unsigned request would.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:
+        raise errors.IncompleteSignature("the request holds text that is not UTF-8") from None
+
+
 def percent_encode(text: str) -> str:
     """RFC 3986: all but ``A-Z a-z 0-9 - _ . ~`` as ``%XX`` of UTF-8 (a space is ``%20``)."""
-    return quote(text, safe="-_.~")
+    return quote(wire(text), safe="-_.~")
 
 
 def parse_time(value: str, layout: str, name: str) -> float:

@@ -2,10 +2,10 @@
 
 Two schemes reach ``/``:
 
-* **RPC signature v1.0** (WIRE.md 2.2), what the fnf SDK sends: ``Signature`` in the
+* **RPC signature v1.0** (docs/wire.md §2.2), what the fnf SDK sends: ``Signature`` in the
   query, HMAC-SHA1 over the sorted, percent-encoded parameters (query plus form
   body, minus ``Signature``), keyed with ``AccessKeySecret + "&"``.
-* **ACS3-HMAC-SHA256** (WIRE.md 2.3, Alibaba's "V3" signature), what most other
+* **ACS3-HMAC-SHA256** (docs/wire.md §2.3, Alibaba's "V3" signature), what most other
   Alibaba clients send: an ``Authorization`` header over a canonical request::
 
       METHOD \\n CanonicalURI \\n CanonicalQueryString \\n CanonicalHeaders \\n
@@ -38,6 +38,7 @@ from router.auth.base import (
     percent_encode,
     same,
     secret_of,
+    wire,
 )
 
 ISO_SECONDS = "%Y-%m-%dT%H:%M:%SZ"
@@ -94,9 +95,9 @@ def rpc_string_to_sign(method: str, params: Mapping[str, str]) -> str:
 
 
 def rpc_signature(method: str, params: Mapping[str, str], secret: str) -> str:
-    """The ``Signature`` the key's ``secret`` gives these parameters (WIRE.md 2.2)."""
+    """The ``Signature`` the key's ``secret`` gives these parameters (docs/wire.md §2.2)."""
     digest = hmac.new(
-        f"{secret}&".encode(), rpc_string_to_sign(method, params).encode(), hashlib.sha1
+        f"{secret}&".encode(), wire(rpc_string_to_sign(method, params)), hashlib.sha1
     ).digest()
     return base64.b64encode(digest).decode()
 
@@ -145,7 +146,7 @@ def acs3_canonical_request(
 
 
 def acs3_signature(canonical_request: str, secret: str) -> str:
-    digest = hashlib.sha256(canonical_request.encode()).hexdigest()
+    digest = hashlib.sha256(wire(canonical_request)).hexdigest()
     return hmac.new(secret.encode(), f"{ACS3}\n{digest}".encode(), hashlib.sha256).hexdigest()
 
 

@@ -1,7 +1,7 @@
 """AWS Signature Version 4 for the Bedrock dialect, verified without HTTP.
 
 The canonical request is rebuilt the way ``botocore.auth.SigV4Auth`` builds it
-(WIRE.md 3.2): the raw path with dot segments and repeated slashes removed, then
+(docs/wire.md §3.2): the raw path with dot segments and repeated slashes removed, then
 percent-encoded once more (``quote(path, safe="/~")``); the query pairs sorted;
 each signed header lower-cased with its values' runs of spaces collapsed; and
 the hex SHA-256 of the body (botocore sends no ``x-amz-content-sha256`` for
@@ -32,6 +32,7 @@ from router.auth.base import (
     percent_encode,
     same,
     secret_of,
+    wire,
 )
 
 ALGORITHM = "AWS4-HMAC-SHA256"
@@ -83,7 +84,7 @@ def canonical_request(
     return "\n".join(
         (
             method.upper(),
-            quote(normalize_path(path), safe="/~"),
+            quote(wire(normalize_path(path)), safe="/~"),
             canonical_query(raw_query),
             canonical_headers,
             ";".join(signed_headers),
@@ -95,14 +96,14 @@ def canonical_request(
 def signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     key = f"AWS4{secret}".encode()
     for part in (date, region, service, _TERMINATOR):
-        key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+        key = hmac.new(key, wire(part), hashlib.sha256).digest()
     return key
 
 
 def signature(canonical: str, amz_date: str, scope: str, key: bytes) -> str:
-    digest = hashlib.sha256(canonical.encode()).hexdigest()
+    digest = hashlib.sha256(wire(canonical)).hexdigest()
     to_sign = f"{ALGORITHM}\n{amz_date}\n{scope}\n{digest}"
-    return hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return hmac.new(key, wire(to_sign), hashlib.sha256).hexdigest()
 
 
 def parse_authorization(value: str) -> tuple[list[str], list[str], str]:

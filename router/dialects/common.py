@@ -1,16 +1,21 @@
-"""What both dialects format the same way: request ids, times, error lookup."""
+"""What both dialects share: header names, request ids, times, error lookup, Retry-After."""
 
 from __future__ import annotations
 
 import functools
+import math
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TypeVar
 
-from router.errors import RouterError
+from router.errors import RouterError, Throttled
 
 V = TypeVar("V")
+
+# flow-router extensions, the same on both APIs.
+ROUTING_KEY_HEADER = "X-Routing-Key"  # a sticky key: the same key, the same version
+FLOW_VERSION_HEADER = "X-Flow-Version"  # the version an execution ran on
 
 
 def request_id() -> str:
@@ -35,3 +40,8 @@ def lookup_error(table: Mapping[type[RouterError], V], error: RouterError) -> V:
         if cls in table:
             return table[cls]
     raise LookupError(f"no mapping for {type(error).__name__}")
+
+
+def retry_after(error: Throttled) -> str:
+    """Whole seconds until a throttled caller may retry: rounded up, at least 1."""
+    return str(max(1, math.ceil(error.retry_after_s)))

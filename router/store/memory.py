@@ -13,7 +13,6 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from router import ratelimit
 from router.errors import (
     AliasAlreadyExists,
     AliasNotFound,
@@ -37,6 +36,7 @@ from router.store.base import (
     quota_exceeded,
     routes_missing,
 )
+from router.store.bucket import Bucket, take
 from router.store.memory_executions import ExecutionTable, PollSchedule
 
 T = TypeVar("T")
@@ -79,7 +79,7 @@ class MemoryStore:
         self._tokens: dict[tuple[str, str], tuple[IdempotencyRecord, float]] = {}
         self._clock = clock
         self._listeners: list[Callable[[str], None]] = []
-        self._buckets: dict[str, ratelimit.Bucket] = {}
+        self._buckets: dict[str, Bucket] = {}
         self._expiring_writes = 0
         self._polls = PollSchedule()
         self._secrets: dict[str, bytes] = {}
@@ -351,7 +351,7 @@ class MemoryStore:
 
     # lifecycle --------------------------------------------------------------------
     async def take_token(self, bucket: str, rate: float, burst: int) -> float:
-        state, wait = ratelimit.take(self._buckets.get(bucket), self._clock(), rate, burst)
+        state, wait = take(self._buckets.get(bucket), self._clock(), rate, burst)
         self._buckets[bucket] = state
         return wait
 

@@ -8,6 +8,7 @@ the gateway checks are computed independently of the code under test.
 from __future__ import annotations
 
 import hashlib
+import socket
 import urllib.error
 import urllib.request
 import uuid
@@ -22,6 +23,7 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 from darabonba.request import DaraRequest
+from multidict import CIMultiDict
 
 AKID = "AKIDEXAMPLE"
 SECRET = "secret"
@@ -49,7 +51,7 @@ def rpc_params(
     akid: str = AKID,
     secret: str = SECRET,
 ) -> dict[str, str]:
-    """Common + business parameters with the SDK's own ``Signature`` (WIRE.md 2.1, 2.2)."""
+    """Common + business parameters with the SDK's own ``Signature`` (docs/wire.md §2.1, 2.2)."""
     params = {
         "Action": action,
         "Format": "json",
@@ -181,3 +183,28 @@ def send(
 
 def query_string(params: Mapping[str, Any]) -> str:
     return urlencode(params, quote_via=quote)
+
+
+def raw_exchange(port: int, request: bytes) -> Answer:
+    """Send ``request`` as it is (bytes no HTTP client would send) and read one answer.
+
+    The answer must carry a Content-Length; the connection is closed afterwards.
+    """
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            assert chunk, f"the connection closed before an answer: {data!r}"
+            data += chunk
+        head, _, body = data.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        headers = CIMultiDict(
+            (k.strip(), v.strip()) for k, _, v in (h.partition(":") for h in lines[1:])
+        )
+        length = int(headers["Content-Length"])
+        while len(body) < length:
+            chunk = sock.recv(65536)
+            assert chunk, "the connection closed inside the body"
+            body += chunk
+    return Answer(int(lines[0].split(" ")[1]), body[:length], headers)

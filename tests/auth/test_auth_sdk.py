@@ -79,7 +79,7 @@ def unsigned(
 
 
 class _AcsV3Client(Client):
-    """The fnf client on its ACS3-HMAC-SHA256 path, as WIRE.md 2.3 captured it."""
+    """The fnf client on its ACS3-HMAC-SHA256 path, as docs/wire.md §2.3 captured it."""
 
     def __init__(self, config: SdkConfig) -> None:
         super().__init__(config)
@@ -115,7 +115,7 @@ def rpc_get(gateway: GatewayServer, params: dict[str, str]) -> Answer:
 
 
 def rpc_post(gateway: GatewayServer, params: dict[str, str], business: set[str]) -> Answer:
-    """Common parameters in the query, ``business`` ones in a form body (WIRE.md 2.1)."""
+    """Common parameters in the query, ``business`` ones in a form body (docs/wire.md §2.1)."""
     query = {k: v for k, v in params.items() if k not in business}
     form = {k: v for k, v in params.items() if k in business}
     return send(

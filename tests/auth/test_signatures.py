@@ -592,7 +592,7 @@ def _capture_fnf(call: Any, v3: bool = False) -> dict[str, Any]:
             region_id="cn-hangzhou",
         )
     )
-    if v3:  # as WIRE.md 2.3 did: the same client on its ACS3 path
+    if v3:  # as docs/wire.md §2.3 did: the same client on its ACS3 path
         client._signature_algorithm = "ACS3-HMAC-SHA256"
     darabonba.core.DaraCore.do_action = staticmethod(record)  # type: ignore[method-assign]
     try:

@@ -1,7 +1,7 @@
 """deploy/compose: the file parses and hangs together (no container engine runs here).
 
 ``docker compose config -q`` runs when the docker CLI has the compose plugin (it
-needs no daemon); the checks below run everywhere: the services the README
+needs no daemon); the checks below run everywhere: the services docs/deploy.md
 promises, built or pinned images, healthchecks and start order, the files they
 mount, nginx and Prometheus pointing at the gateway services, and the executor
 URL template reaching one executor service per version.

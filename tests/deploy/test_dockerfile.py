@@ -5,7 +5,7 @@ commands of the builder and runtime stages, read from the Dockerfile itself, run
 for a clean venv (the builder's wheel directory handed to the install as the
 bind mount does), and the image's ENTRYPOINT and HEALTHCHECK commands run
 against the result. What this cannot show: that the base image, apt-get, tini,
-useradd and COPY --chmod behave in a real build (see README "Deploy").
+useradd and COPY --chmod behave in a real build (see docs/deploy.md).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Two real gateways on 127.0.0.1 provide the scrape:
 - one on the memory store with a 30/70 alias whose version 2's executor answers
   500, so executions of both outcomes, 5xx answers, executor errors and route-cache
   loads and invalidations all have series;
-- one whose Redis does not answer, for ``error="Unavailable"`` and the route
+- one whose Redis does not answer, for ``error="ServiceUnavailable"`` and the route
   cache's errors.
 Their ``/metrics`` is parsed with ``prometheus_client.parser``, which also says
 each family's type, so ``_total``, ``_bucket``/``_count``/``_sum`` are mapped
@@ -211,7 +211,7 @@ def problems(where: str, used: Uses, catalog: Catalog) -> list[str]:
 def test_the_live_scrape_has_what_the_checks_need(live: Catalog) -> None:
     """Guards the fixture: without these series the checks below would prove little."""
     assert {"success", "error"} <= live.values[("flow_router_executions_total", "outcome")]
-    assert "Unavailable" in live.values[("flow_router_errors_total", "error")]
+    assert "ServiceUnavailable" in live.values[("flow_router_errors_total", "error")]
     assert "502" in live.values[("flow_router_api_requests_total", "code")]
     assert "local" in live.values[("flow_router_route_cache_invalidations_total", "source")]
     assert live.values[("flow_router_alias_weight", "version")] == {"1", "2"}

@@ -68,7 +68,7 @@ class Raised:
 def cloudflow_error(status: int, code: str) -> Iterator[Raised]:
     """The block must make the SDK raise a CloudFlow error with this status and Code.
 
-    4xx must arrive as ``ClientException``, 5xx as ``ServerException`` (WIRE.md
+    4xx must arrive as ``ClientException``, 5xx as ``ServerException`` (docs/wire.md
     2.5), each with a non-empty raw ``Message`` and ``RequestId`` and no traceback.
     """
     expected = ClientException if status < 500 else ServerException

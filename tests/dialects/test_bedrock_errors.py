@@ -1,6 +1,6 @@
 """Bedrock error codes through boto3: every constraint of the seed, not-found, conflict.
 
-Every validation rule of CreateFlowAlias (seed 002) answers ``ValidationException``
+Every validation rule of CreateFlowAlias (docs/wire.md §3.1) answers ``ValidationException``
 naming the field. botocore checks minimum lengths client-side and nothing else,
 so rules it would stop before sending (an empty description, a 32-character
 clientToken, a missing name) are sent as raw HTTP to show the gateway enforces
@@ -57,7 +57,7 @@ def _assert_raw_error(answer: RawAnswer, status: int, code: str, field: str | No
         assert body["fieldList"][0]["name"] == field
 
 
-# -- CreateFlowAlias: every constraint of seed 002 ------------------------------------------
+# -- CreateFlowAlias: every constraint of docs/wire.md §3.1 ---------------------------------
 
 ROUTE_1 = [{"flowVersion": "1"}]
 LONG_KEY = "k" * 129

@@ -1,6 +1,6 @@
 """CloudFlow error answers through the real fnf SDK: status, Code and no partial writes.
 
-The codes are the contract of WIRE.md 2.5 (plus ``ExecutionNotExists``,
+The codes are the contract of docs/wire.md §2.5 (plus ``ExecutionNotExists``,
 ``ResourceInUse``, ``InvalidAction.NotFound`` and the executor failures mapped in
 ``router/dialects/cloudflow.py``). Raw HTTP is used only where the SDK cannot
 send the request.
@@ -513,7 +513,7 @@ def test_missing_action(gateway: GatewayServer, client: Client, method: str) -> 
 
 
 def test_action_from_the_acs_header(gateway: GatewayServer, client: Client) -> None:
-    """ACS3-style clients put the action only in ``x-acs-action`` (WIRE.md 2.3)."""
+    """ACS3-style clients put the action only in ``x-acs-action`` (docs/wire.md §2.3)."""
     create_flow(client, "f1")
     req = urllib.request.Request(
         f"{gateway.url}/?Name=f1", headers={"x-acs-action": "DescribeFlow"}

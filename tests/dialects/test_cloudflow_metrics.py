@@ -1,6 +1,6 @@
 """/metrics, /healthz and /readyz after traffic sent with the real fnf SDK.
 
-``/metrics`` is parsed with ``prometheus_client.parser`` (WIRE.md section 5), so
+``/metrics`` is parsed with ``prometheus_client.parser`` (docs/wire.md §5), so
 a scrape that does not parse fails these tests too.
 """
 

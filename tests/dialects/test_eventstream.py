@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from router.dialects.bedrock import eventstream
 
-# WIRE.md section 4: the flowCompletionEvent message exactly as botocore decodes it.
+# docs/wire.md §4: the flowCompletionEvent message exactly as botocore decodes it.
 EXAMPLE_DUMP = """
 0000  00 00 00 88 00 00 00 59 f6 03 cd 6a 0b 3a 65 76
 0010  65 6e 74 2d 74 79 70 65 07 00 13 66 6c 6f 77 43

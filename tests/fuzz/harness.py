@@ -206,7 +206,7 @@ def _text(body: Mapping[str, Any], key: str, answer: Answer) -> str:
 
 
 def check_cloudflow(answer: Answer) -> dict[str, Any]:
-    """The CloudFlow invariants (WIRE.md 2.4/2.5); returns the JSON body."""
+    """The CloudFlow invariants (docs/wire.md §2.4/§2.5); returns the JSON body."""
     if check_common(answer):
         return {}
     body = _json_object(answer)
@@ -223,7 +223,7 @@ def check_cloudflow(answer: Answer) -> dict[str, Any]:
 
 
 def check_bedrock(answer: Answer) -> dict[str, Any] | list[tuple[dict[str, str], bytes]]:
-    """The Bedrock invariants (WIRE.md 3.3/3.4/4); returns the JSON body or the stream."""
+    """The Bedrock invariants (docs/wire.md §3.3/§3.4/§4); returns the JSON body or the stream."""
     if check_common(answer):
         return {}
     assert answer.header("x-amzn-RequestId"), f"no x-amzn-RequestId: {answer}"

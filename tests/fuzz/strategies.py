@@ -290,7 +290,7 @@ CF_PLAUSIBLE: Mapping[str, st.SearchStrategy[str]] = {
     "wait": st.sampled_from(["0", "1"]),
 }
 
-# The business parameters of every Action (WIRE.md 2.4), with what kind of value each is.
+# The business parameters of every Action (docs/wire.md §2.4), with what kind of value each is.
 CF_PARAMS: Mapping[str, Sequence[tuple[str, str]]] = {
     "CreateFlow": [
         ("Name", "flow"),

@@ -62,7 +62,7 @@ from tests.fuzz.strategies import (
     cloudflow_request,
 )
 
-# The documented patterns (WIRE.md 2.4, 3.1), written out here, not imported.
+# The documented patterns (docs/wire.md §2.4, 3.1), written out here, not imported.
 CF_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,127}")
 BR_NAME = re.compile(r"(?:[0-9a-zA-Z][_-]?){1,100}")
 CF_EXECUTION = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{0,127}")

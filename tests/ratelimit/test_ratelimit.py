@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import botocore.exceptions
@@ -41,6 +44,14 @@ def test_a_clock_going_backwards_adds_nothing() -> None:
     bucket, wait = take(Bucket(0.0, 50.0), 40.0, rate=1.0, burst=5)
     assert wait == pytest.approx(1.0)
     assert bucket.tokens == 0.0
+
+
+def test_the_store_does_not_import_the_rate_limiter() -> None:
+    """The bucket arithmetic lives with the store: ``ratelimit`` imports the store, not back."""
+    code = "import sys, router.store.memory; sys.exit('router.ratelimit' in sys.modules)"
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, timeout=60)
+    assert result.returncode == 0, "router.store imports router.ratelimit"
 
 
 # -- the store contract: every store keeps buckets the same way ---------------------------

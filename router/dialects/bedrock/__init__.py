@@ -1,38 +1,38 @@
 """Amazon Bedrock Flows (restJson1): bedrock-agent and bedrock-agent-runtime.
 
 Both clients share the ``/flows`` path space (method + path shape pick the
-operation, WIRE.md 3.1); tagging lives under ``/tags/{resourceArn}``. ARNs
+operation, docs/wire.md §3.1); tagging lives under ``/tags/{resourceArn}``. ARNs
 arrive percent-encoded with ``%2F`` inside one path label, and aiohttp's
 decoded ``request.path`` would split them, so requests are routed on
 ``request.raw_path``: split on ``/``, then each segment unquoted. Trailing
 slashes are significant and matched exactly.
 
 Modules: ``agent`` (control plane), ``runtime`` (executions), ``eventstream``
-(InvokeFlow framing), ``shapes`` (ARNs, ``Call``, bodies), ``exceptions`` (the one
-error table of this dialect).
+(InvokeFlow framing), ``shapes`` (ARNs, settings, ``Call``, bodies), ``parsing``
+(Bedrock's wire structures), ``exceptions`` (the one error table of this
+dialect). The request envelope itself is ``router.dialects.envelope``.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote
 
 import orjson
 from aiohttp import web
 
 from router import errors
-from router.auth import VERIFIER
-from router.config import Config
-from router.dialects.bedrock import agent, runtime
-from router.dialects.bedrock.exceptions import error_response
-from router.dialects.bedrock.shapes import Arns, Call
-from router.dialects.common import request_id
-from router.idempotency import Idempotency
+from router.auth import Verifier
+from router.dialects import envelope
+from router.dialects.bedrock import agent, exceptions, runtime
+from router.dialects.bedrock.shapes import REQUEST_ID_HEADER, SETTINGS, BedrockSettings, Call
 from router.metrics import Metrics
 from router.service import Gateway
+
+__all__ = ["ROUTES", "SETTINGS", "BedrockSettings", "add_routes"]
 
 log = logging.getLogger("flow_router.bedrock")
 DIALECT = "bedrock"
@@ -113,7 +113,16 @@ def segments(raw_path: str) -> list[str]:
     return [unquote(s) for s in path.split("/")[1:]]
 
 
-def match(method: str, parts: Sequence[str]) -> tuple[Operation, dict[str, str]]:
+class Matched(NamedTuple):
+    operation: Operation
+    labels: dict[str, str]
+
+    @property
+    def name(self) -> str:
+        return self.operation.name
+
+
+def match(method: str, parts: Sequence[str]) -> Matched:
     for pattern, operation in _BY_SHAPE.get((method, len(parts)), ()):
         labels: dict[str, str] = {}
         for want, got in zip(pattern, parts, strict=True):
@@ -124,57 +133,55 @@ def match(method: str, parts: Sequence[str]) -> tuple[Operation, dict[str, str]]
             elif want != got:
                 break
         else:
-            return operation, labels
+            return Matched(operation, labels)
     raise errors.UnknownAction(f"no operation for {method} /{'/'.join(parts)}")
 
 
-def add_routes(
-    app: web.Application,
-    gateway_key: web.AppKey[Gateway],
-    config_key: web.AppKey[Config],
-    metrics: Metrics,
-) -> None:
-    async def handle(request: web.Request) -> web.StreamResponse:
-        rid = request_id()
-        label, is_runtime = "unknown", False
-        try:
-            operation, labels = match(request.method, segments(request.raw_path))
-            label, is_runtime = operation.name, operation.runtime
-            if (verifier := request.app.get(VERIFIER)) is not None:
-                await verifier.bedrock(request)  # before anything is dispatched
-            config = request.app[config_key]
-            gateway = request.app[gateway_key]
-            call = Call(
-                request,
-                gateway,
-                Arns(config.region, config.account_id),
-                Idempotency(gateway.store, config.idempotency_ttl_s),
-                labels,
-            )
-            call.headers["x-amzn-RequestId"] = rid
-            if request.method in ("POST", "PUT"):
-                await call.read_body()
-            answer = await operation.handler(call)
-            response: web.StreamResponse = (
-                answer
-                if isinstance(answer, web.StreamResponse)
-                else _json(answer, operation.status, call.headers)
-            )
-        except errors.RouterError as e:
-            metrics.count_error(DIALECT, e)
-            response = error_response(e, rid, is_runtime)
-        except Exception:  # a bug: log it whole, answer without internals
-            log.exception("unexpected error in %s (request %s)", label, rid)
-            response = error_response(errors.RouterError("internal error"), rid, is_runtime)
-        metrics.api_requests.labels(DIALECT, label, str(response.status)).inc()
-        return response
+class Bedrock:
+    """This dialect as the envelope sees it (:class:`router.dialects.envelope.Dialect`)."""
 
+    name = DIALECT
+    request_id_header = REQUEST_ID_HEADER
+    log = log
+
+    def __init__(self, gateway_key: web.AppKey[Gateway]) -> None:
+        self.gateway_key = gateway_key
+
+    def route(self, request: web.Request) -> Matched:
+        return match(request.method, segments(request.raw_path))
+
+    async def dispatch(
+        self, request: web.Request, routed: Matched, rid: str, verifier: Verifier | None
+    ) -> web.StreamResponse:
+        if verifier is not None:
+            await verifier.bedrock(request)  # before anything is dispatched
+        arns = request.app[SETTINGS].arns
+        call = Call(request, request.app[self.gateway_key], arns, routed.labels, request_id=rid)
+        if request.method in ("POST", "PUT"):
+            await call.read_body()
+        operation = routed.operation
+        answer = await operation.handler(call)
+        if isinstance(answer, web.StreamResponse):
+            return answer
+        return web.Response(
+            status=operation.status,
+            body=orjson.dumps(answer),
+            content_type="application/json",
+            headers=call.headers,
+        )
+
+    def lookup(self, error: errors.RouterError, routed: Matched | None) -> tuple[int, str]:
+        return exceptions.lookup(error, routed is not None and routed.operation.runtime)
+
+    def error_response(
+        self, error: errors.RouterError, status: int, code: str, rid: str
+    ) -> web.Response:
+        return exceptions.render(error, status, code)
+
+
+def add_routes(app: web.Application, gateway_key: web.AppKey[Gateway], metrics: Metrics) -> None:
+    """Serve the dialect; ``app[SETTINGS]`` must be set before the app starts."""
+    handle = envelope.handler(Bedrock(gateway_key), metrics)
     # [\s\S]: a percent-encoded newline in a label must reach our router too.
     app.router.add_route("*", r"/flows{tail:[\s\S]*}", handle)
     app.router.add_route("*", r"/tags/{tail:[\s\S]*}", handle)
-
-
-def _json(body: Mapping[str, Any], status: int, headers: Mapping[str, str]) -> web.Response:
-    return web.Response(
-        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
-    )

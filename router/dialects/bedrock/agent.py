@@ -1,9 +1,11 @@
 """bedrock-agent: the flow, version, alias and tag operations.
 
-Each handler validates with the model (Bedrock rules live in ``router/model.py``),
-calls the :class:`~router.service.Gateway` and shapes the answer (WIRE.md 3.3).
-Creates that carry a ``clientToken`` (botocore always sends one) go through
-:mod:`router.idempotency`; the token is validated before anything is claimed.
+Each handler validates with the model (Bedrock's value rules live in
+``router/model.py``, its wire structures in ``parsing``), calls the
+:class:`~router.service.Gateway` and shapes the answer (docs/wire.md §3.3). Creates
+that carry a ``clientToken`` (botocore always sends one) go through
+:meth:`~router.service.Gateway.idempotent`; the token is validated before
+anything is claimed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from router import errors, model
+from router.dialects.bedrock import parsing
 from router.dialects.bedrock.shapes import (
     TEST_ALIAS,
     Call,
@@ -45,7 +48,7 @@ async def create_flow(call: Call) -> dict[str, Any]:
         "customerEncryptionKeyArn": model.validate_kms_key_arn(
             call.member("customerEncryptionKeyArn")
         ),
-        "definition": model.validate_bedrock_definition(call.member("definition")),
+        "definition": parsing.validate_bedrock_definition(call.member("definition")),
         "tags": model.validate_tags(call.member("tags")),
     }
     token = model.validate_client_token(call.member("clientToken"))
@@ -65,7 +68,7 @@ async def create_flow(call: Call) -> dict[str, Any]:
     async def discard(flow: Flow) -> None:
         await gateway.delete_flow(flow, force=True)
 
-    flow = await call.idempotency.once(
+    flow = await call.gateway.idempotent(
         "bedrock:CreateFlow",
         token,
         params,
@@ -93,7 +96,7 @@ async def update_flow(call: Call) -> dict[str, Any]:
     makes the draft ``NotPrepared`` again.
     """
     flow = await call.flow()
-    definition = model.validate_bedrock_definition(call.member("definition"))
+    definition = parsing.validate_bedrock_definition(call.member("definition"))
     update = FlowUpdate(
         name=model.validate_name(call.required("name"), API),
         role_arn=model.validate_role_arn(call.member("executionRoleArn")),
@@ -135,7 +138,7 @@ async def create_flow_version(call: Call) -> dict[str, Any]:
     async def discard(version: FlowVersion) -> None:
         await gateway.delete_version(flow, str(version.version), force=True)
 
-    version = await call.idempotency.once(
+    version = await call.gateway.idempotent(
         "bedrock:CreateFlowVersion",
         token,
         {"flowId": flow.id, "description": description},
@@ -173,7 +176,7 @@ async def delete_flow_version(call: Call) -> dict[str, Any]:
 
 
 def _routes(call: Call) -> tuple[model.Route, ...]:
-    entries = model.bedrock_route_entries(call.member(ROUTING), ROUTING)
+    entries = parsing.bedrock_route_entries(call.member(ROUTING), ROUTING)
     return call.gateway.routes(API, entries, ROUTING)
 
 
@@ -204,7 +207,7 @@ async def create_flow_alias(call: Call) -> dict[str, Any]:
         "versions": [r.version for r in routes],
         "tags": tags,
     }
-    alias = await call.idempotency.once(
+    alias = await call.gateway.idempotent(
         "bedrock:CreateFlowAlias", token, params, Create(make, lambda a: a.id, fetch, discard)
     )
     return alias_body(alias, call.arns)

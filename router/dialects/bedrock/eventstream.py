@@ -1,4 +1,4 @@
-"""AWS event-stream message encoding (WIRE.md 4): pure functions, no I/O.
+"""AWS event-stream message encoding (docs/wire.md §4): pure functions, no I/O.
 
 One message::
 

@@ -1,4 +1,4 @@
-"""The Bedrock error table and envelope (WIRE.md 3.4).
+"""The Bedrock error table and envelope (docs/wire.md §3.4).
 
 Every domain error maps to one modeled Bedrock exception. The envelope is the
 ``x-amzn-ErrorType`` header plus ``{"message"}`` (and ``fieldList`` for a
@@ -10,7 +10,6 @@ default retry never sends an execution to the executor a second time.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,7 +17,7 @@ import orjson
 from aiohttp import web
 
 from router import errors
-from router.dialects.common import lookup_error
+from router.dialects.common import lookup_error, retry_after
 
 VALIDATION = "ValidationException"
 NOT_FOUND = "ResourceNotFoundException"
@@ -29,6 +28,8 @@ DEPENDENCY = "DependencyFailedException"
 UNKNOWN_OPERATION = "UnknownOperationException"
 ACCESS_DENIED = "AccessDeniedException"
 THROTTLING = "ThrottlingException"
+ERROR_TYPE_HEADER = "x-amzn-ErrorType"
+RETRY_AFTER_HEADER = "Retry-After"
 
 # status, code; the most specific class of an error wins.
 ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
@@ -64,20 +65,15 @@ def error_body(error: errors.RouterError) -> dict[str, Any]:
     return body
 
 
-def error_response(error: errors.RouterError, rid: str, runtime: bool = False) -> web.Response:
-    status, code = lookup(error, runtime)
-    return web.Response(
-        status=status,
-        body=orjson.dumps(error_body(error)),
-        content_type="application/json",
-        headers={"x-amzn-ErrorType": code, "x-amzn-RequestId": rid, **_retry_after(error)},
+def render(error: errors.RouterError, status: int, code: str) -> web.Response:
+    """The error answer; the envelope adds ``x-amzn-RequestId``."""
+    response = web.Response(
+        status=status, body=orjson.dumps(error_body(error)), content_type="application/json"
     )
-
-
-def _retry_after(error: errors.RouterError) -> dict[str, str]:
+    response.headers[ERROR_TYPE_HEADER] = code
     if isinstance(error, errors.Throttled):
-        return {"Retry-After": str(max(1, math.ceil(error.retry_after_s)))}
-    return {}
+        response.headers[RETRY_AFTER_HEADER] = retry_after(error)
+    return response
 
 
 def stream_exception_type(error: errors.RouterError) -> str:

@@ -30,10 +30,10 @@ from typing import Any
 from aiohttp import web
 
 from router import errors, model
-from router.dialects.bedrock import eventstream
+from router.dialects.bedrock import eventstream, parsing
 from router.dialects.bedrock.exceptions import stream_exception_type
-from router.dialects.bedrock.shapes import TEST_ALIAS, Call
-from router.dialects.common import iso8601
+from router.dialects.bedrock.shapes import REQUEST_ID_HEADER, TEST_ALIAS, Call
+from router.dialects.common import FLOW_VERSION_HEADER, ROUTING_KEY_HEADER, iso8601
 from router.lifecycle.record import ExecutionRecord
 from router.model import Flow
 from router.routing import CompiledAlias
@@ -41,9 +41,7 @@ from router.service import Execution
 
 log = logging.getLogger("flow_router.bedrock")
 
-FLOW_VERSION_HEADER = "X-Flow-Version"
 EXECUTION_ID_HEADER = "x-amz-bedrock-flow-execution-id"
-ROUTING_KEY_HEADER = "X-Routing-Key"  # flow-router extension, as for CloudFlow
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 OUTPUT_NODE = "FlowOutputNode"
 # Executor statuses as Bedrock's FlowExecutionStatus; others pass through.
@@ -101,7 +99,7 @@ async def _target(call: Call, field_name: str = "flowAliasIdentifier") -> tuple[
 
 
 async def start_flow_execution(call: Call) -> dict[str, Any]:
-    document = model.validate_flow_inputs(call.member("inputs"))
+    document = parsing.validate_flow_inputs(call.member("inputs"))
     name = model.validate_flow_execution_name(call.member("flowExecutionName"))
     name = name or str(uuid.uuid4())
     flow, target = await _target(call)
@@ -207,7 +205,7 @@ async def _status(call: Call, flow: Flow, name: str) -> str:
 
 
 async def invoke_flow(call: Call) -> web.StreamResponse:
-    document = model.validate_flow_inputs(call.member("inputs"))
+    document = parsing.validate_flow_inputs(call.member("inputs"))
     execution_id = call.member("executionId")
     if execution_id is not None and not isinstance(execution_id, str):
         raise errors.InvalidArgument("executionId must be a string", "executionId")
@@ -223,6 +221,7 @@ async def invoke_flow(call: Call) -> web.StreamResponse:
             "Content-Type": EVENT_STREAM,
             EXECUTION_ID_HEADER: execution_id,
             FLOW_VERSION_HEADER: version,
+            REQUEST_ID_HEADER: call.request_id,  # sent now: the envelope cannot add it later
             **call.headers,
         },
     )

@@ -1,6 +1,6 @@
 """Bedrock wire values: ARNs and identifiers, the per-request ``Call``, body shapes.
 
-Identifiers (WIRE.md 3.1): a flow is named by its 10-character id or its ARN,
+Identifiers (docs/wire.md §3.1): a flow is named by its 10-character id or its ARN,
 an alias by its id, ``TSTALIASID`` or its ARN, an execution by its id or its
 ARN. ARNs carry this gateway's region and account (``--region``,
 ``--account-id``); an ARN of another region or account names nothing here.
@@ -17,12 +17,13 @@ import orjson
 from aiohttp import web
 
 from router import errors, model
+from router.dialects.bedrock import parsing
 from router.dialects.common import iso8601
-from router.idempotency import Idempotency
 from router.limits import read_body
 from router.model import Alias, Flow, FlowVersion
 from router.service import Gateway, PageFields
 
+REQUEST_ID_HEADER = "x-amzn-RequestId"
 TEST_ALIAS = "TSTALIASID"  # always routes to DRAFT, the flow's working copy
 _ID = r"[0-9a-zA-Z]{10}"
 _ALIAS_ID = rf"(?:{TEST_ALIAS}|{_ID})"
@@ -109,6 +110,19 @@ def _same_flow(parts: ArnParts, flow_id: str, field_name: str) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class BedrockSettings:
+    """What this dialect needs of the configuration (``--region``, ``--account-id``)."""
+
+    region: str
+    account_id: str
+    arns: Arns = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "arns", Arns(self.region, self.account_id))  # built once
+
+
+SETTINGS = web.AppKey("bedrock_settings", BedrockSettings)
 PAGE_FIELDS = PageFields(limit="maxResults", token="nextToken")
 
 
@@ -122,8 +136,8 @@ class Call:
     request: web.Request
     gateway: Gateway
     arns: Arns
-    idempotency: Idempotency
     labels: Mapping[str, str] = field(default_factory=dict)
+    request_id: str = ""
     body: Mapping[str, Any] = field(default_factory=dict)
     headers: dict[str, str] = field(default_factory=dict)
 
@@ -168,7 +182,7 @@ class Call:
         return value == "true"
 
     def page(self) -> tuple[int, str | None, PageFields]:
-        limit = model.validate_max_results(self.query("maxResults"))
+        limit = parsing.validate_max_results(self.query("maxResults"))
         return limit or DEFAULT_MAX_RESULTS, self.query("nextToken") or None, PAGE_FIELDS
 
     # resources ----------------------------------------------------------------------
