@@ -20,6 +20,7 @@ from router.errors import ExecutorError, InvalidArgument, InvalidToken, VersionN
 from router.execution_names import generated, is_generated, parse_generated
 from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
 from router.idempotency import DEFAULT_TTL_S, Create, Idempotency
+from router.lifecycle.record import ExecutionRecord as StoredExecution
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
 from router.paging import by_bytes
@@ -225,7 +226,7 @@ class Gateway:
 
     async def list_executions(
         self, flow: Flow, limit: int, token: str | None, fields: PageFields = NEUTRAL_PAGE
-    ) -> Page[ExecutionRecord]:
+    ) -> Page[StoredExecution]:
         """Executions recorded by name (caller-named ones), in name order."""
         return await self._page(
             functools.partial(self.store.list_executions, flow.id), limit, token, fields

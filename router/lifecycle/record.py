@@ -10,8 +10,9 @@ a record that is already final, and a store applies it inside one atomic write
 write made the transition counts the outcome.
 
 Encoding (:func:`encode`, :func:`decode`): one orjson object whose keys are
-the field names; fields that are ``None``, and ``generated`` when false, are
-left out. The v1 record (``router.store.base.ExecutionRecord``: ``flow_id``, ``name``,
+the field names; fields that are ``None``, ``generated`` when false and
+``revision`` when 0 are left out (absent, they decode as false and 0). The v1
+record (``router.store.base.V1ExecutionRecord``: ``flow_id``, ``name``,
 ``version``, ``alias``, ``started_at``) is a subset, so a record written by a
 v1 gateway decodes too: as ``Running``, because v1 did not keep the outcome,
 and the executor, asked with a describe, knows it.
@@ -49,6 +50,10 @@ class ExecutionRecord(NamedTuple):
     error: str | None = None
     cause: str | None = None
     generated: bool = False  # the gateway made the name up (the caller gave none)
+    # The compiled alias's revision when the version was picked (0 without an alias):
+    # outcomes are counted per alias revision, so an execution counts in the
+    # rollout step (one revision) in which it started.
+    revision: int = 0
 
     @property
     def is_final(self) -> bool:
@@ -117,6 +122,8 @@ def encode(record: ExecutionRecord) -> bytes:
     body = {name: value for name, value in zip(_FIELDS, record, strict=True) if value is not None}
     if not record.generated:
         del body["generated"]
+    if not record.revision:
+        del body["revision"]
     return orjson.dumps(body)
 
 
@@ -137,7 +144,7 @@ def decode(raw: bytes | str) -> ExecutionRecord:
     for name in _OPTIONAL_STRINGS:
         if not isinstance(body.get(name), str | None):
             raise CorruptRecord(f"execution record field {name} is not a string")
-    for name in ("started_at", "stopped_at"):
+    for name in ("started_at", "stopped_at", "revision"):
         value = body.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
             raise CorruptRecord(f"execution record field {name} is not an integer")
@@ -167,4 +174,5 @@ def decode(raw: bytes | str) -> ExecutionRecord:
         error=body.get("error"),
         cause=body.get("cause"),
         generated=body.get("generated", False),
+        revision=body.get("revision") or 0,
     )

@@ -10,6 +10,15 @@ Contract (tested identically against every implementation in
 * Lists are ordered (flows and aliases by name, versions by number) and paged
   with an opaque token: pass ``Page.next_token`` back to get the next page.
 * Alias writes bump ``Alias.revision`` so caches can tell stale from fresh.
+* Executions (``router.lifecycle.record.ExecutionRecord``): every execution,
+  named or not, has a record that expires ``ttl_s`` after it was written. Its
+  one Running -> final transition (:meth:`Store.finish_execution`) and the
+  per-(alias, revision, version, status) outcome counter it bumps are one
+  atomic write, so exactly one caller sees it happen. The counters are not
+  records: they live as long as the flow.
+* Polls: a schedule shared by every replica; a claimed entry is leased (its
+  due time moves ``lease_ms`` ahead), so a replica that dies holding it
+  orphans nothing, and two claimers never get the same entry.
 * Quotas (``max_flows``, ``max_versions``, ``max_aliases``; ``None`` means no
   limit) are checked inside the same atomic write as the create they limit, so
   concurrent creates never overshoot: at the limit the create raises
@@ -21,9 +30,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
-from router.errors import QuotaExceeded
+from router.errors import InvalidToken, QuotaExceeded
+from router.lifecycle.record import ExecutionRecord as Record
+from router.lifecycle.status import Status
 from router.model import Alias, AliasUpdate, Flow, FlowUpdate, FlowVersion
 
 T = TypeVar("T")
@@ -45,14 +56,45 @@ class FlowSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
-class ExecutionRecord:
-    """What the gateway remembers of an execution: where it was sent."""
+class V1ExecutionRecord:
+    """Deprecated: the record of protocol v1, which ``record_execution`` still takes.
+
+    Use ``router.lifecycle.record.ExecutionRecord`` and ``claim_execution``.
+    """
 
     flow_id: str
     name: str
     version: str
     alias: str  # "" when started with a version qualifier or none
     started_at: int
+
+
+# Deprecated: router.service still builds v1 records under this name for
+# record_execution. Once it calls claim_execution, point this name at Record
+# (router.lifecycle.record.ExecutionRecord), which every Store method below takes
+# and returns.
+ExecutionRecord = V1ExecutionRecord
+
+STARTED = "Started"  # the OutcomeKey status counted when an execution is recorded
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeKey:
+    """One per-flow outcome counter: executions of ``version`` through ``alias`` at
+    alias ``revision`` that started (``status`` "Started") or ended with ``status``."""
+
+    alias: str
+    revision: int
+    version: str
+    status: str  # a Status value, or STARTED
+
+    @classmethod
+    def started(cls, record: Record) -> OutcomeKey:
+        return cls(record.alias, record.revision, record.version, STARTED)
+
+    @classmethod
+    def final(cls, record: Record) -> OutcomeKey:
+        return cls(record.alias, record.revision, record.version, record.status.value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,15 +165,79 @@ class Store(Protocol):
     async def delete_alias(self, flow_id: str, name: str) -> Alias: ...
 
     # executions ---------------------------------------------------------------
-    async def record_execution(self, record: ExecutionRecord, ttl_s: int) -> None:
-        """Remember an execution; raises ``ExecutionAlreadyExists`` for a taken name."""
+    async def claim_execution(self, record: Record, ttl_s: int) -> None:
+        """Record a caller-named execution iff its name is free in the flow.
+
+        Raises ``ExecutionAlreadyExists`` for a taken name, ``FlowNotFound``.
+        Counts ``Started``, and the final status if ``record`` is already final.
+        """
         ...
 
-    async def get_execution(self, flow_id: str, name: str) -> ExecutionRecord: ...
+    async def put_executions(self, records: Sequence[Record], ttl_s: int) -> None:
+        """Record each execution whose name is free (the journal's flush).
+
+        Counts ``Started`` (and the final status of a final record) for each one
+        written. Idempotent: sent again, a record already written is skipped and
+        not counted again. Records of a flow that does not exist (deleted
+        meanwhile) are dropped.
+        """
+        ...
+
+    async def finish_execution(
+        self,
+        flow_id: str,
+        name: str,
+        status: Status,
+        output: Any,
+        error: str | None,
+        cause: str | None,
+        at: int,
+    ) -> Record | None:
+        """Make the record's one transition to the final ``status`` at ``at`` (ms).
+
+        Returns the final record if this call made the transition (and counted
+        it); ``None`` if the record was already final. Only a non-``None``
+        answer may be counted in metrics. Raises ``ExecutionNotFound``.
+        """
+        ...
+
+    async def get_execution(self, flow_id: str, name: str) -> Record: ...
     async def list_executions(
         self, flow_id: str, limit: int, token: str | None = None
-    ) -> Page[ExecutionRecord]:
-        """Recorded executions that have not expired, in name order, paged."""
+    ) -> Page[Record]:
+        """Executions that have not expired, newest first (``started_at``
+        descending, then name), paged with an opaque token."""
+        ...
+
+    async def outcome_counts(self, flow_id: str) -> dict[OutcomeKey, int]:
+        """Every outcome counter of the flow; they live until the flow is deleted."""
+        ...
+
+    async def record_execution(self, record: V1ExecutionRecord, ttl_s: int) -> None:
+        """Deprecated: ``claim_execution`` of a Running record built from ``record``."""
+        ...
+
+    # polling schedule -------------------------------------------------------------
+    async def schedule_poll(self, flow_id: str, name: str, due_ms: int, attempt: int) -> None:
+        """Put (or move) the execution in the shared schedule: poll ``attempt`` at ``due_ms``."""
+        ...
+
+    async def claim_polls(
+        self, now_ms: int, limit: int, lease_ms: int
+    ) -> list[tuple[str, str, int]]:
+        """Up to ``limit`` entries due at or before ``now_ms``, as (flow id, name, attempt).
+
+        Each claimed entry's due time moves to ``now_ms + lease_ms``: the claimer
+        reschedules or cancels it; if it dies, the entry comes due again.
+        Concurrent claimers never get the same entry.
+        """
+        ...
+
+    async def cancel_poll(self, flow_id: str, name: str) -> None: ...
+
+    # shared secrets ---------------------------------------------------------------
+    async def shared_secret(self, name: str, candidate: bytes) -> bytes:
+        """Store ``candidate`` under ``name`` unless a value is there; return the stored one."""
         ...
 
     # idempotency tokens ---------------------------------------------------------
@@ -197,3 +303,28 @@ def quota_exceeded(quota: str, limit: int | str) -> QuotaExceeded:
         f"quota exceeded: at most {limit} {QUOTAS[quota]} are allowed "
         f"(the {quota} quota of this gateway)"
     )
+
+
+def from_v1(record: V1ExecutionRecord) -> Record:
+    """The Running v2 record a deprecated ``record_execution`` call stands for."""
+    return Record(
+        flow_id=record.flow_id,
+        flow="",
+        name=record.name,
+        version=record.version,
+        alias=record.alias,
+        started_at=record.started_at,
+    )
+
+
+def execution_token(record: Record) -> str:
+    """The page token that starts a listing at ``record`` (newest first)."""
+    return f"{record.started_at}:{record.name}"
+
+
+def parse_execution_token(token: str) -> tuple[int, str]:
+    """(started_at, name) of an ``execution_token``; ``InvalidToken`` otherwise."""
+    started, colon, name = token.partition(":")
+    if not colon or not started.isascii() or not started.lstrip("-").isdigit() or not name:
+        raise InvalidToken()
+    return int(started), name

@@ -11,12 +11,11 @@ import bisect
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from router.errors import (
     AliasAlreadyExists,
     AliasNotFound,
-    ExecutionAlreadyExists,
     ExecutionNotFound,
     FlowAlreadyExists,
     FlowNotFound,
@@ -24,16 +23,21 @@ from router.errors import (
     ResourceInUse,
     VersionNotFound,
 )
+from router.lifecycle.record import ExecutionRecord
+from router.lifecycle.status import Status
 from router.model import Alias, AliasUpdate, Flow, FlowUpdate, FlowVersion
 from router.store.base import (
-    ExecutionRecord,
     FlowSnapshot,
     IdempotencyRecord,
+    OutcomeKey,
     Page,
+    V1ExecutionRecord,
+    from_v1,
     quota_exceeded,
     routes_missing,
 )
 from router.store.bucket import Bucket, take
+from router.store.memory_executions import ExecutionTable, PollSchedule
 
 T = TypeVar("T")
 PRUNE_EVERY = 4096  # expiring writes between sweeps of expired tokens and executions
@@ -46,7 +50,7 @@ class _FlowState:
     versions: dict[int, FlowVersion] = field(default_factory=dict)
     next_version: int = 1
     aliases: dict[str, Alias] = field(default_factory=dict)
-    executions: dict[str, tuple[ExecutionRecord, float]] = field(default_factory=dict)
+    executions: ExecutionTable = field(default_factory=ExecutionTable)
     revision: int = 1
 
 
@@ -77,6 +81,8 @@ class MemoryStore:
         self._listeners: list[Callable[[str], None]] = []
         self._buckets: dict[str, Bucket] = {}
         self._expiring_writes = 0
+        self._polls = PollSchedule()
+        self._secrets: dict[str, bytes] = {}
 
     @property
     def in_process(self) -> bool:
@@ -237,27 +243,64 @@ class MemoryStore:
         return alias
 
     # executions -----------------------------------------------------------------
-    async def record_execution(self, record: ExecutionRecord, ttl_s: int) -> None:
-        executions = self._state(record.flow_id).executions
-        now = self._clock()
-        existing = executions.get(record.name)
-        if existing is not None and existing[1] > now:
-            raise ExecutionAlreadyExists(record.name)
-        executions[record.name] = (record, now + ttl_s)
+    async def claim_execution(self, record: ExecutionRecord, ttl_s: int) -> None:
+        self._state(record.flow_id).executions.claim(record, self._clock(), ttl_s)
         self._count_write()
 
-    async def get_execution(self, flow_id: str, name: str) -> ExecutionRecord:
-        found = self._state(flow_id).executions.get(name)
-        if found is None or found[1] <= self._clock():
+    async def put_executions(self, records: Sequence[ExecutionRecord], ttl_s: int) -> None:
+        now = self._clock()
+        for record in records:
+            state = self._flows.get(record.flow_id)
+            if state is not None and state.executions.put(record, now, ttl_s):
+                self._count_write()
+
+    async def finish_execution(
+        self,
+        flow_id: str,
+        name: str,
+        status: Status,
+        output: Any,
+        error: str | None,
+        cause: str | None,
+        at: int,
+    ) -> ExecutionRecord | None:
+        state = self._flows.get(flow_id)
+        if state is None:  # as on Redis: a deleted flow's records are gone
             raise ExecutionNotFound(name)
-        return found[0]
+        return state.executions.finish(name, self._clock(), status, output, error, cause, at)
+
+    async def get_execution(self, flow_id: str, name: str) -> ExecutionRecord:
+        found = self._state(flow_id).executions.live(name, self._clock())
+        if found is None:
+            raise ExecutionNotFound(name)
+        return found
 
     async def list_executions(
         self, flow_id: str, limit: int, token: str | None = None
     ) -> Page[ExecutionRecord]:
-        now = self._clock()
-        live = {n: r for n, (r, expiry) in self._state(flow_id).executions.items() if expiry > now}
-        return paginate(live, limit, token, str, live.__getitem__)
+        return self._state(flow_id).executions.page(self._clock(), limit, token)
+
+    async def outcome_counts(self, flow_id: str) -> dict[OutcomeKey, int]:
+        return dict(self._state(flow_id).executions.outcomes)
+
+    async def record_execution(self, record: V1ExecutionRecord, ttl_s: int) -> None:
+        """Deprecated: see ``Store.record_execution``."""
+        await self.claim_execution(from_v1(record), ttl_s)
+
+    # polling schedule -------------------------------------------------------------
+    async def schedule_poll(self, flow_id: str, name: str, due_ms: int, attempt: int) -> None:
+        self._polls.schedule(flow_id, name, due_ms, attempt)
+
+    async def claim_polls(
+        self, now_ms: int, limit: int, lease_ms: int
+    ) -> list[tuple[str, str, int]]:
+        return self._polls.claim(now_ms, limit, lease_ms)
+
+    async def cancel_poll(self, flow_id: str, name: str) -> None:
+        self._polls.cancel(flow_id, name)
+
+    async def shared_secret(self, name: str, candidate: bytes) -> bytes:
+        return self._secrets.setdefault(name, candidate)
 
     # idempotency tokens -----------------------------------------------------------
     async def get_token(self, scope: str, token: str) -> IdempotencyRecord | None:
@@ -284,7 +327,7 @@ class MemoryStore:
         now = self._clock()
         self._tokens = {k: v for k, v in self._tokens.items() if v[1] > now}
         for state in self._flows.values():
-            state.executions = {k: v for k, v in state.executions.items() if v[1] > now}
+            state.executions.prune(now)
 
     # route caches ---------------------------------------------------------------
     async def snapshot(self, flow_ref: str, *, by_id: bool) -> FlowSnapshot:

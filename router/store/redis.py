@@ -10,7 +10,9 @@ is still the one they read, retrying otherwise.
 The key layout and the value encodings are in ``router.store.redis_codec``
 (its docstring has the table, and how a Cluster holds the keys); the change
 feed route caches follow is ``router.store.redis_feed``; URL forms, timeouts
-and what counts as "unreachable" are ``router.store.redis_client``.
+and what counts as "unreachable" are ``router.store.redis_client``; executions,
+outcome counters, the polling schedule and shared secrets are the mixin
+``router.store.redis_executions``.
 
 Failures: a command that cannot reach Redis within the client's timeouts raises
 ``Unavailable("store unavailable")``, which the dialects answer with a
@@ -33,17 +35,17 @@ from redis.commands.core import AsyncScript
 from router.errors import (
     AliasNotFound,
     Conflict,
-    ExecutionNotFound,
     FlowNotFound,
     VersionNotFound,
 )
 from router.model import Alias, AliasUpdate, Flow, FlowUpdate, FlowVersion
 from router.store import redis_codec as codec
 from router.store import redis_scripts as lua
-from router.store.base import ExecutionRecord, FlowSnapshot, IdempotencyRecord, Page
+from router.store.base import FlowSnapshot, IdempotencyRecord, Page
 from router.store.redis_client import Clients, FailureLog, connect
 from router.store.redis_client import reachable as _reachable
 from router.store.redis_codec import FlowKeys, GlobalKeys, decode_alias, encode_alias
+from router.store.redis_executions import RedisExecutions
 from router.store.redis_feed import ChangeFeed
 
 __all__ = ["RedisStore", "decode_alias", "encode_alias"]
@@ -53,13 +55,14 @@ log = logging.getLogger("flow_router.store")
 _MAX_ATTEMPTS = 100  # optimistic retries of one read-modify-write
 
 
-class RedisStore:
+class RedisStore(RedisExecutions):
     def __init__(
         self, client: redis.asyncio.Redis | RedisCluster | Clients, prefix: str = "fr"
     ) -> None:
         clients = client if isinstance(client, Clients) else Clients(client)
         self._clients = clients
         self._client = clients.client
+        self.raw_prefix = prefix  # execution keys: their own hash tags (see redis_codec)
         if clients.cluster:
             prefix = codec.cluster_prefix(prefix)  # one slot for everything (see redis_codec)
         self.prefix = prefix
@@ -78,8 +81,6 @@ class RedisStore:
         self._create_alias = script(lua.CREATE_ALIAS)
         self._update_alias = script(lua.UPDATE_ALIAS)
         self._delete_alias = script(lua.DELETE_ALIAS)
-        self._record_execution = script(lua.RECORD_EXECUTION)
-        self._list_executions = script(lua.LIST_EXECUTIONS)
         self._put_token = script(lua.PUT_TOKEN)
         self._take_token = script(lua.TAKE_TOKEN)
         self._page = script(lua.PAGE)
@@ -185,6 +186,7 @@ class RedisStore:
         keys += [k.aliases, k.alias_index, k.alias_ids, k.execs, k.exec_index]
         args = ["1" if force else "0", flow_id, self._channel, k.execution("")]
         (raw,) = await self._run(self._delete_flow, keys, args, flow_id)
+        await self._purge_executions(flow_id)  # another slot on a cluster: see redis_codec
         return codec.decode_flow(raw)
 
     # versions -------------------------------------------------------------------
@@ -311,35 +313,6 @@ class RedisStore:
         keys = [k.meta, k.aliases, k.alias_index, k.alias_ids]
         (raw,) = await self._run(self._delete_alias, keys, [name, flow_id, self._channel], flow_id)
         return codec.decode_alias(flow_id, raw)
-
-    # executions -----------------------------------------------------------------
-    @_reachable
-    async def record_execution(self, record: ExecutionRecord, ttl_s: int) -> None:
-        k = self._keys(record.flow_id)
-        keys = [k.meta, k.execution(record.name), k.execs, k.exec_index]
-        args = [record.name, codec.encode_execution(record), ttl_s]
-        await self._run(self._record_execution, keys, args, record.flow_id)
-
-    @_reachable
-    async def get_execution(self, flow_id: str, name: str) -> ExecutionRecord:
-        raw = await self._read(flow_id, self._keys(flow_id).execution(name))
-        if raw is None:
-            raise ExecutionNotFound(name)
-        return codec.decode_execution(raw)
-
-    @_reachable
-    async def list_executions(
-        self, flow_id: str, limit: int, token: str | None = None
-    ) -> Page[ExecutionRecord]:
-        k = self._keys(flow_id)
-        start = f"[{token}" if token else "-"
-        args = [start, max(limit, 0) + 1, k.execution("")]
-        names, records = await self._run(
-            self._list_executions, [k.meta, k.exec_index], args, flow_id
-        )
-        return Page(
-            [codec.decode_execution(r) for r in records[:limit]], codec.next_page(names, limit)
-        )
 
     # idempotency tokens -----------------------------------------------------------
     @_reachable

@@ -1,7 +1,8 @@
 """How the Redis store lays out its keys and encodes its values.
 
 Values are orjson-encoded bytes. Key layout (``P`` is the prefix, ``T`` the
-flow's hash tag ``{flow:<id>}``):
+flow's hash tag ``{flow:<id>}``, ``R`` the prefix as given, without the braces
+a cluster adds to ``P``, and ``F`` the flow id):
 
 =========================  ==========  ===========================================
 key                        type        content
@@ -16,11 +17,24 @@ key                        type        content
 ``P:T:aliases``            hash        alias name -> Alias JSON
 ``P:T:alias_index``        sorted set  alias names, all scored 0
 ``P:T:alias_ids``          hash        alias id -> alias name
-``P:T:exec:<name>``        string      ExecutionRecord JSON, with the record's TTL
-``P:T:execs``              sorted set  execution names by expiry, so delete_flow
-                                       can find the execution keys
-``P:T:exec_index``         sorted set  execution names, all scored 0
-                                       (list_executions pages them)
+``P:T:exec:<name>``        string      legacy (v1 gateways): only deleted now, with
+``P:T:execs``, ``P:T:exec_index``      the flow
+``R:x:{F}:exec:<name>``    hash        one execution, with the record's TTL: ``r``
+                                       the record JSON (``router.lifecycle.record``),
+                                       ``k`` its counter base ``alias|rev|version``,
+                                       ``f`` once final (``''``: ``r`` was written
+                                       final; else the final part, JSON)
+``R:x:{F}:execs``          sorted set  execution names scored by ``-started_at``
+                                       (ms): newest first; expired names pruned
+``R:x:{F}:outcomes``       hash        ``alias|revision|version|status`` -> count
+                                       (status ``Started`` too); no TTL, deleted
+                                       with the flow
+``R:x:{F}:gone``           string      tombstone of a deleted flow (7 days): late
+                                       journal flushes write nothing
+``R:polls:{k}``            sorted set  poll shard ``k`` (0..15, crc32 of the
+                                       member mod 16): ``<flow id>/<name>`` -> due ms
+``R:polls:{k}:attempt``    hash        the same members -> the attempt number
+``P:secret:<name>``        string      a secret shared by the replicas (no TTL)
 ``P:token:<n>:<scope>:<t>``  string    IdempotencyRecord JSON with its TTL; ``n`` is
                                        ``len(scope)``, so no scope/token pair clashes
 ``P:bucket:<bucket>``      hash        a rate-limit token bucket
@@ -45,10 +59,19 @@ Deployments (URL forms and timeouts: ``router.store.redis_client``):
   aliases, and named executions until their TTL), and routing reads none of it
   on the hot path. The change feed uses plain PUBLISH, which a cluster
   broadcasts to every node, so the subscriber may sit on any node.
+* Cluster, executions: the ``R:x:{F}:…`` and ``R:polls:{k}`` keys are the
+  exception. They start with the bare prefix, so their first ``{…}`` is the
+  flow id (or the poll shard): the slot is per flow, and execution records,
+  the bulk of the data, spread over the masters. Every execution write
+  touches one flow's execution keys only (one script, one slot), so it is as
+  atomic as before; only ``delete_flow`` spans both slots: it deletes the
+  flow, then its executions (best effort, not atomic; a recreated flow gets a
+  new id, so nothing clashes, and the tombstone stops late writes).
 """
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -58,6 +81,7 @@ from router.errors import (
     AliasAlreadyExists,
     AliasNotFound,
     ExecutionAlreadyExists,
+    ExecutionNotFound,
     FlowAlreadyExists,
     FlowNotFound,
     InvalidToken,
@@ -65,8 +89,18 @@ from router.errors import (
     RouterError,
     VersionNotFound,
 )
+from router.lifecycle import record as lifecycle
+from router.lifecycle.status import Status
 from router.model import Alias, Flow, FlowVersion, Route
-from router.store.base import ExecutionRecord, IdempotencyRecord, quota_exceeded
+from router.store.base import (
+    ExecutionRecord,
+    IdempotencyRecord,
+    OutcomeKey,
+    Page,
+    execution_token,
+    parse_execution_token,
+    quota_exceeded,
+)
 
 # -- keys ----------------------------------------------------------------------
 
@@ -123,6 +157,40 @@ class FlowKeys:
         return f"{self.base}exec:{name}"
 
 
+POLL_SHARDS = 16
+TOMBSTONE_TTL_S = 7 * 24 * 3600
+
+
+class ExecutionKeys:
+    """One flow's execution keys: hash tag ``{<flow id>}``, after the bare prefix."""
+
+    __slots__ = ("base", "execs", "gone", "outcomes")
+
+    def __init__(self, raw_prefix: str, flow_id: str) -> None:
+        self.base = f"{raw_prefix}:x:{{{flow_id}}}:exec:"
+        tagged = f"{raw_prefix}:x:{{{flow_id}}}:"
+        self.execs = tagged + "execs"
+        self.outcomes = tagged + "outcomes"
+        self.gone = tagged + "gone"
+
+    def execution(self, name: str) -> str:
+        return self.base + name
+
+
+def poll_member(flow_id: str, name: str) -> str:
+    return f"{flow_id}/{name}"
+
+
+def poll_keys(raw_prefix: str, shard: int) -> tuple[str, str]:
+    """The due set and the attempts of one poll shard."""
+    due = f"{raw_prefix}:polls:{{{shard}}}"
+    return due, due + ":attempt"
+
+
+def poll_shard(member: str) -> int:
+    return zlib.crc32(member.encode()) % POLL_SHARDS
+
+
 # -- values --------------------------------------------------------------------
 
 
@@ -173,6 +241,69 @@ def decode_execution(raw: bytes) -> ExecutionRecord:
     return ExecutionRecord(**orjson.loads(raw))
 
 
+def execution_args(record: lifecycle.ExecutionRecord) -> list[Any]:
+    """The 5 per-execution arguments of WRITE_EXECUTIONS."""
+    final = record.status.value if record.is_final else ""
+    return [
+        lifecycle.encode(record),
+        counter_base(record.alias, record.revision, record.version),
+        final,
+        -record.started_at,
+        record.name,
+    ]
+
+
+def counter_base(alias: str, revision: int, version: str) -> str:
+    return f"{alias}|{revision}|{version}"
+
+
+def decode_outcome(field: bytes | str) -> OutcomeKey:
+    alias, revision, version, status = text(field).rsplit("|", 3)
+    return OutcomeKey(alias, int(revision), version, status)
+
+
+def encode_final(
+    status: Status, output: Any, error: str | None, cause: str | None, at: int
+) -> bytes:
+    body: dict[str, Any] = {"status": status.value, "at": at}
+    for name, value in (("output", output), ("error", error), ("cause", cause)):
+        if value is not None:
+            body[name] = value
+    return orjson.dumps(body)
+
+
+def decode_stored(record: bytes | str, final: bytes | str | None) -> lifecycle.ExecutionRecord:
+    """An execution hash's ``r`` and ``f`` as one record (see the layout above)."""
+    decoded = lifecycle.decode(record)
+    if not final:
+        return decoded
+    body = orjson.loads(final)
+    done = lifecycle.finish(
+        decoded,
+        Status(body["status"]),
+        body.get("output"),
+        body.get("error"),
+        body.get("cause"),
+        body["at"],
+    )
+    return decoded if done is None else done
+
+
+def execution_page(reply: Sequence[bytes], limit: int) -> Page[lifecycle.ExecutionRecord]:
+    """LIST_EXECUTIONS's pairs (one more than ``limit`` read) as a page."""
+    records = [decode_stored(reply[i], reply[i + 1]) for i in range(0, len(reply), 2)]
+    following = execution_token(records[limit]) if len(records) > limit else None
+    return Page(records[:limit], following)
+
+
+def list_start(token: str | None) -> tuple[str, str]:
+    """LIST_EXECUTIONS's first score and name for a page token."""
+    if not token:
+        return "-inf", ""
+    started, name = parse_execution_token(token)
+    return str(-started), name
+
+
 def encode_token(record: IdempotencyRecord) -> bytes:
     return orjson.dumps({"fingerprint": record.fingerprint, "resource": record.resource})
 
@@ -195,6 +326,7 @@ _ERRORS: dict[bytes, Callable[..., RouterError]] = {
     b"ALIAS_EXISTS": AliasAlreadyExists,
     b"ALIAS_NOT_FOUND": AliasNotFound,
     b"EXECUTION_EXISTS": ExecutionAlreadyExists,
+    b"EXECUTION_NOT_FOUND": ExecutionNotFound,
     b"QUOTA_EXCEEDED": quota_exceeded,
 }
 

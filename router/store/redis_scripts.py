@@ -58,9 +58,10 @@ return {'OK'}
 
 # KEYS: flow_names, flow_index, meta, versions, vindex, aliases, alias_index,
 # alias_ids, execs, exec_index.  ARGV: force ('1'), id, channel, prefix of the execution keys.
-# The execution keys are named from the index rather than passed in, because
-# the caller cannot know them without a second round trip; they share the
-# flow's hash tag.
+# execs and exec_index are the legacy (v1) execution index: the execution keys
+# named from it are those a v1 gateway wrote, which share the flow's hash tag.
+# The v2 execution keys are in another slot: RedisStore.delete_flow deletes
+# them next (router.store.redis_exec_scripts.PURGE_EXECUTIONS).
 DELETE_FLOW = """
 local cur = redis.call('HMGET', KEYS[3], 'name', 'flow')
 if not cur[1] then return {'FLOW_NOT_FOUND'} end
@@ -179,58 +180,6 @@ if redis.call('HGET', KEYS[4], id) == ARGV[1] then redis.call('HDEL', KEYS[4], i
 redis.call('HINCRBY', KEYS[1], 'rev', 1)
 redis.call('PUBLISH', ARGV[3], ARGV[2])
 return {'OK', raw}
-"""
-
-# KEYS: meta, execution, execs, exec_index.  ARGV: name, record, ttl seconds.
-# ``execs`` (name -> expiry, server time) lets delete_flow find the execution
-# keys; ``exec_index`` (names, all scored 0) pages them in name order for
-# list_executions. Entries whose key has expired are pruned from both here.
-RECORD_EXECUTION = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'FLOW_NOT_FOUND'} end
-local ttl = tonumber(ARGV[3])
-if ttl <= 0 then
-  -- the memory store keeps such a record already expired: a no-op
-  if redis.call('EXISTS', KEYS[2]) == 1 then return {'EXECUTION_EXISTS', ARGV[1]} end
-  return {'OK'}
-end
-if not redis.call('SET', KEYS[2], ARGV[2], 'NX', 'EX', ttl) then
-  return {'EXECUTION_EXISTS', ARGV[1]}
-end
-local now = tonumber(redis.call('TIME')[1])
-local expired = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
-for i = 1, #expired, 1000 do
-  redis.call('ZREM', KEYS[4], unpack(expired, i, math.min(i + 999, #expired)))
-end
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. now)
-redis.call('ZADD', KEYS[3], now + ttl, ARGV[1])
-redis.call('ZADD', KEYS[4], 0, ARGV[1])
-return {'OK'}
-"""
-
-# KEYS: meta, exec_index.  ARGV: start ('-' or '[name'), count, prefix of the
-# execution keys.  Answers {'OK', names, records}: up to ``count`` executions
-# from ``start`` on whose keys have not expired (expired ones may linger in the
-# index until the next record_execution prunes them, so they are skipped here).
-LIST_EXECUTIONS = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return {'FLOW_NOT_FOUND'} end
-local want = tonumber(ARGV[2])
-local names, records = {}, {}
-local start = ARGV[1]
-while #names < want do
-  local batch = redis.call('ZRANGEBYLEX', KEYS[2], start, '+', 'LIMIT', 0, want)
-  if #batch == 0 then break end
-  local keys = {}
-  for i = 1, #batch do keys[i] = ARGV[3] .. batch[i] end
-  local raw = redis.call('MGET', unpack(keys))
-  for i = 1, #batch do
-    if raw[i] and #names < want then
-      names[#names + 1] = batch[i]
-      records[#records + 1] = raw[i]
-    end
-  end
-  start = '(' .. batch[#batch]
-end
-return {'OK', names, records}
 """
 
 # KEYS: token.  ARGV: record, ttl seconds.  Answers the stored record, or false.

@@ -190,8 +190,8 @@ def test_list_flow_executions(
         assert s["flowIdentifier"] == flow_arn(flow_id)
         assert (s["flowVersion"], s["status"]) == (version, "Succeeded")
         assert s["createdAt"]
-    names = [s["executionArn"].rsplit("/", 1)[1] for s in summaries]
-    assert names == sorted(names)
+    created = [s["createdAt"] for s in summaries]
+    assert created == sorted(created, reverse=True)  # newest first (issue 11)
 
     only_beta = runtime.list_flow_executions(
         flowIdentifier=flow_arn(flow_id), flowAliasIdentifier=alias_arn(flow_id, beta)

@@ -65,6 +65,7 @@ def records(draw: st.DrawFn) -> ExecutionRecord:
         started_at=started,
         input=draw(json_values),
         generated=draw(st.booleans()),
+        revision=draw(st.integers(0, 2**31)),
     )
     status = draw(st.sampled_from(list(Status)))
     if status is Status.RUNNING:
@@ -122,3 +123,14 @@ def test_a_v1_record_decodes_as_running() -> None:
 def test_corrupt_records_are_refused(raw: bytes, why: str) -> None:
     with pytest.raises(CorruptRecord, match=why):
         decode(raw)
+
+
+def test_revision_is_encoded_only_when_set() -> None:
+    assert "revision" not in orjson.loads(encode(RUNNING))
+    assert decode(encode(RUNNING)).revision == 0
+    at_revision = RUNNING._replace(revision=7)
+    assert orjson.loads(encode(at_revision))["revision"] == 7
+    assert decode(encode(at_revision)) == at_revision
+    bad = b'{"flow_id": "F", "name": "n", "version": "1", "started_at": 1, "revision": "7"}'
+    with pytest.raises(CorruptRecord, match="revision"):
+        decode(bad)

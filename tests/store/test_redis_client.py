@@ -110,7 +110,7 @@ async def test_open_store_on_sentinel_and_cluster(
             await store.close()
 
 
-async def test_cluster_keeps_every_key_of_a_store_in_one_slot(
+async def test_cluster_keeps_every_key_but_executions_in_one_slot(
     redis_cluster: RedisClusterNodes,
 ) -> None:
     prefix = f"layout{new_id()}"
@@ -121,18 +121,24 @@ async def test_cluster_keeps_every_key_of_a_store_in_one_slot(
         await store.create_alias(an_alias(flow, "live", (1, 1), (2, 1)))
         await store.record_execution(ExecutionRecord(flow.id, "run-1", "1", "live", 1), 60)
         await store.put_token("scope", "tok", IdempotencyRecord("fp", flow.id), 60)
+        # executions carry the bare flow id as their hash tag (their own slot)
+        executions = f"{prefix}:x:{{{flow.id}}}:"
         held = [{k.decode() async for k in n.scan_iter(match=f"*{prefix}*")} for n in nodes]
-        assert sorted(len(keys) > 0 for keys in held) == [False, False, True]
-        keys = set().union(*held)
+        ours = [{k for k in keys if not k.startswith(executions)} for keys in held]
+        assert sorted(len(keys) > 0 for keys in ours) == [False, False, True]
+        keys = set().union(*ours)
         assert all(k.startswith(f"{{{prefix}}}:") for k in keys)
         assert len({key_slot(k.encode()) for k in keys}) == 1
         assert f"{{{prefix}}}:flow_names" in keys
         assert f"{{{prefix}}}:{{flow:{flow.id}}}:meta" in keys
+        exec_keys = set().union(*held) - keys
+        assert exec_keys == {executions + n for n in ("exec:run-1", "execs", "outcomes")}
+        assert {key_slot(k.encode()) for k in exec_keys} == {key_slot(flow.id.encode())}
         await store.delete_flow(flow.id, force=True)
         left = set().union(
             *[{k.decode() async for k in n.scan_iter(match=f"*{prefix}*")} for n in nodes]
         )
-        assert left == {f"{{{prefix}}}:token:5:scope:tok"}
+        assert left == {f"{{{prefix}}}:token:5:scope:tok", executions + "gone"}
     finally:
         await store.close()
         for node in nodes:

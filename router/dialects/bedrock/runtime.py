@@ -34,10 +34,10 @@ from router.dialects.bedrock import eventstream, parsing
 from router.dialects.bedrock.exceptions import stream_exception_type
 from router.dialects.bedrock.shapes import REQUEST_ID_HEADER, TEST_ALIAS, Call
 from router.dialects.common import FLOW_VERSION_HEADER, iso8601, routing_key
+from router.lifecycle.record import ExecutionRecord
 from router.model import Flow
 from router.routing import CompiledAlias
 from router.service import Execution
-from router.store.base import ExecutionRecord
 
 log = logging.getLogger("flow_router.bedrock")
 

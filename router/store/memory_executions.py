@@ -1,0 +1,109 @@
+"""The memory store's executions, outcome counters and polling schedule.
+
+Each method runs to completion without awaiting, so on one event loop each is
+atomic, like the Redis scripts it mirrors (``router.store.redis_executions``).
+Expiry times are on the store's clock (seconds); poll due times are whatever
+milliseconds the callers pass.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from router.errors import ExecutionAlreadyExists, ExecutionNotFound
+from router.lifecycle.record import ExecutionRecord, finish
+from router.lifecycle.status import Status
+from router.store.base import OutcomeKey, Page, execution_token, parse_execution_token
+
+
+@dataclass
+class ExecutionTable:
+    """One flow's execution records (each with its expiry) and outcome counters."""
+
+    records: dict[str, tuple[ExecutionRecord, float]] = field(default_factory=dict)
+    outcomes: Counter[OutcomeKey] = field(default_factory=Counter)
+
+    def __len__(self) -> int:
+        """The records held, expired ones not yet pruned included."""
+        return len(self.records)
+
+    def live(self, name: str, now: float) -> ExecutionRecord | None:
+        found = self.records.get(name)
+        return found[0] if found is not None and found[1] > now else None
+
+    def put(self, record: ExecutionRecord, now: float, ttl_s: int) -> bool:
+        """Write ``record`` iff its name is free; whether it was written (and counted)."""
+        if self.live(record.name, now) is not None or ttl_s <= 0:
+            return False
+        self.records[record.name] = (record, now + ttl_s)
+        self.outcomes[OutcomeKey.started(record)] += 1
+        if record.is_final:
+            self.outcomes[OutcomeKey.final(record)] += 1
+        return True
+
+    def claim(self, record: ExecutionRecord, now: float, ttl_s: int) -> None:
+        if self.live(record.name, now) is not None:
+            raise ExecutionAlreadyExists(record.name)
+        self.put(record, now, ttl_s)
+
+    def finish(
+        self,
+        name: str,
+        now: float,
+        status: Status,
+        output: Any,
+        error: str | None,
+        cause: str | None,
+        at: int,
+    ) -> ExecutionRecord | None:
+        if not status.is_final:
+            raise ValueError(f"execution {name}: {status.value} is not a final status")
+        current = self.live(name, now)
+        if current is None:
+            raise ExecutionNotFound(name)
+        done = finish(current, status, output, error, cause, at)
+        if done is not None:
+            self.records[name] = (done, self.records[name][1])
+            self.outcomes[OutcomeKey.final(done)] += 1
+        return done
+
+    def page(self, now: float, limit: int, token: str | None) -> Page[ExecutionRecord]:
+        """Newest first: started_at descending, then name ascending."""
+        start = parse_execution_token(token) if token else None
+        ordered = sorted(
+            (r for r, expiry in self.records.values() if expiry > now),
+            key=lambda r: (-r.started_at, r.name),
+        )
+        if start is not None:
+            after = (-start[0], start[1])
+            ordered = [r for r in ordered if (-r.started_at, r.name) >= after]
+        chunk = ordered[: max(limit, 0)]
+        following = ordered[max(limit, 0) : max(limit, 0) + 1]
+        return Page(chunk, execution_token(following[0]) if following else None)
+
+    def prune(self, now: float) -> None:
+        self.records = {k: v for k, v in self.records.items() if v[1] > now}
+
+
+class PollSchedule:
+    """(flow id, name) -> (due ms, attempt), shared by every poller of the process."""
+
+    def __init__(self) -> None:
+        self._due: dict[tuple[str, str], tuple[int, int]] = {}
+
+    def schedule(self, flow_id: str, name: str, due_ms: int, attempt: int) -> None:
+        self._due[(flow_id, name)] = (due_ms, attempt)
+
+    def claim(self, now_ms: int, limit: int, lease_ms: int) -> list[tuple[str, str, int]]:
+        due = sorted(
+            (entry for entry in self._due.items() if entry[1][0] <= now_ms),
+            key=lambda entry: entry[1][0],
+        )[: max(limit, 0)]
+        for key, (_, attempt) in due:
+            self._due[key] = (now_ms + lease_ms, attempt)
+        return [(flow_id, name, attempt) for (flow_id, name), (_, attempt) in due]
+
+    def cancel(self, flow_id: str, name: str) -> None:
+        self._due.pop((flow_id, name), None)

@@ -1,0 +1,160 @@
+"""Lua source of the Redis store's execution, outcome, polling and secret scripts.
+
+Key layout: ``router.store.redis_codec``. Every script here touches the keys of
+one hash slot only: one flow's execution keys (tag ``{<flow id>}``) or one poll
+shard (tag ``{<shard>}``), so each runs on one master of a cluster. Answers
+follow ``router.store.redis_scripts``: a status first (``OK`` or an error code).
+
+An execution is a hash: ``r`` the record as written (JSON), ``k`` its counter
+base ``alias|revision|version``, and ``f`` once final: ``''`` when the record
+was written final, else the final part (JSON: status, at, output, error,
+cause) written by the one transition. ``f`` is written by at most one script
+call, and the outcome counter is bumped by that same call.
+"""
+
+from __future__ import annotations
+
+# KEYS: gone, execs, outcomes, execution keys...
+# ARGV: mode ('put' | 'claim'), ttl seconds, prefix of the execution keys, then
+# per execution key 5 values: record, counter base, final status ('' while
+# Running), score (-started_at), name.
+# 'put' skips a taken name; 'claim' answers EXECUTION_EXISTS (then it holds one
+# execution). A record is written, and counted, only where its key is free, so a
+# batch sent again writes and counts nothing twice. A deleted flow's tombstone
+# (``gone``) refuses every write. Afterwards the oldest entries of ``execs``
+# whose records have expired are pruned, a few more than were written, so the
+# index never outgrows the live records by much.
+WRITE_EXECUTIONS = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return {'FLOW_NOT_FOUND'} end
+local ttl = tonumber(ARGV[2])
+local written = 0
+for i = 4, #KEYS do
+  local a = 4 + (i - 4) * 5
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    if ARGV[1] == 'claim' then return {'EXECUTION_EXISTS', ARGV[a + 4]} end
+  elseif ttl > 0 then
+    if ARGV[a + 2] == '' then
+      redis.call('HSET', KEYS[i], 'r', ARGV[a], 'k', ARGV[a + 1])
+    else
+      redis.call('HSET', KEYS[i], 'r', ARGV[a], 'k', ARGV[a + 1], 'f', '')
+      redis.call('HINCRBY', KEYS[3], ARGV[a + 1] .. '|' .. ARGV[a + 2], 1)
+    end
+    redis.call('EXPIRE', KEYS[i], ttl)
+    redis.call('ZADD', KEYS[2], ARGV[a + 3], ARGV[a + 4])
+    redis.call('HINCRBY', KEYS[3], ARGV[a + 1] .. '|Started', 1)
+    written = written + 1
+  end
+end
+if written > 0 then
+  local oldest = redis.call('ZRANGE', KEYS[2], -(written + 2), -1)
+  for j = #oldest, 1, -1 do
+    if redis.call('EXISTS', ARGV[3] .. oldest[j]) == 1 then break end
+    redis.call('ZREM', KEYS[2], oldest[j])
+  end
+end
+return {'OK', written}
+"""
+
+# KEYS: execution, outcomes.  ARGV: final part (JSON), status.
+# Answers {'OK', record} when this call made the transition, {'OK'} when the
+# execution was already final, {'EXECUTION_NOT_FOUND'} when it is missing or
+# expired. The hash keeps its TTL (HSET on an existing key does not touch it).
+FINISH_EXECUTION = """
+local cur = redis.call('HMGET', KEYS[1], 'r', 'k', 'f')
+if not cur[1] then return {'EXECUTION_NOT_FOUND'} end
+if cur[3] then return {'OK'} end
+redis.call('HSET', KEYS[1], 'f', ARGV[1])
+redis.call('HINCRBY', KEYS[2], cur[2] .. '|' .. ARGV[2], 1)
+return {'OK', cur[1]}
+"""
+
+# KEYS: execs.  ARGV: first score, first name ('' for none), count, prefix of
+# the execution keys.  Answers {'OK', r1, f1, r2, f2, ...}: up to ``count``
+# live executions in (score, name) order (newest first: the score is
+# -started_at) from (first score, first name) on. Entries whose record has
+# expired are pruned on the way (the offset accounts for them).
+LIST_EXECUTIONS = """
+local want = tonumber(ARGV[3])
+local first = tonumber(ARGV[1])
+local out = {'OK'}
+local found = 0
+local offset = 0
+while found < want do
+  local batch = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES',
+                           'LIMIT', offset, want)
+  if #batch == 0 then break end
+  local removed = 0
+  for i = 1, #batch, 2 do
+    local name = batch[i]
+    if found < want and not (ARGV[2] ~= '' and tonumber(batch[i + 1]) == first
+                             and name < ARGV[2]) then
+      local h = redis.call('HMGET', ARGV[4] .. name, 'r', 'f')
+      if h[1] then
+        out[#out + 1] = h[1]
+        out[#out + 1] = h[2] or ''
+        found = found + 1
+      else
+        redis.call('ZREM', KEYS[1], name)
+        removed = removed + 1
+      end
+    end
+  end
+  offset = offset + #batch / 2 - removed
+end
+return out
+"""
+
+# KEYS: execs, outcomes, gone.  ARGV: prefix of the execution keys, tombstone
+# TTL seconds.  Deletes a flow's executions and counters, and leaves a
+# tombstone so that a journal flush arriving late writes nothing.
+PURGE_EXECUTIONS = """
+local names = redis.call('ZRANGE', KEYS[1], 0, -1)
+for i = 1, #names, 500 do
+  local batch = {}
+  for j = i, math.min(i + 499, #names) do batch[#batch + 1] = ARGV[1] .. names[j] end
+  redis.call('DEL', unpack(batch))
+end
+redis.call('DEL', KEYS[1], KEYS[2])
+redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
+return {'OK'}
+"""
+
+# -- the shared polling schedule (one shard: a sorted set and its attempts) -----------
+
+# KEYS: due, attempts.  ARGV: member, due ms, attempt.
+SCHEDULE_POLL = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+return 1
+"""
+
+# KEYS: due, attempts.  ARGV: member.
+CANCEL_POLL = """
+redis.call('ZREM', KEYS[1], ARGV[1])
+redis.call('HDEL', KEYS[2], ARGV[1])
+return 1
+"""
+
+# KEYS: due, attempts.  ARGV: now ms, limit, lease end ms.  Answers
+# {member1, attempt1, ...}: the entries due at or before now (at most limit),
+# each moved to the lease end, so no other claimer gets it until then.
+CLAIM_POLLS = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[2])
+if #due == 0 then return {} end
+local attempts = redis.call('HMGET', KEYS[2], unpack(due))
+local out = {}
+for i = 1, #due do
+  redis.call('ZADD', KEYS[1], ARGV[3], due[i])
+  out[#out + 1] = due[i]
+  out[#out + 1] = attempts[i] or '0'
+end
+return out
+"""
+
+# KEYS: secret.  ARGV: candidate.  Answers the stored value (set if absent, no TTL).
+SHARED_SECRET = """
+local cur = redis.call('GET', KEYS[1])
+if cur then return cur end
+redis.call('SET', KEYS[1], ARGV[1])
+return ARGV[1]
+"""
