@@ -175,6 +175,11 @@ class Executions:
             status, max(self.clock(), started) if status.is_final else None, input,
             reply.output, reply.error, reply.cause, unnamed, revision,
         )  # fmt: skip
+        if unnamed:  # the hot path: no store call of its own
+            self.journal.append(record)
+            if record.stopped_at is not None:
+                self._count(record)
+            return Execution(flow, record)
         return Execution(flow, await self._started(record, unnamed))
 
     async def _started(self, record: ExecutionRecord, unnamed: bool) -> ExecutionRecord:
