@@ -144,11 +144,10 @@ class Executions:
         except ExecutorError as e:
             path.duration.observe(time.perf_counter() - t0)
             path.failed.inc()
-            failed = ExecutorReply(Status.FAILED, None, {}, type(e).__name__, e.message)
             record = ExecutionRecord(
                 flow.id, flow.name, name, version, alias, started,
                 Status.FAILED, max(self.clock(), started), input, None,
-                failed.error, failed.cause, unnamed, revision,
+                type(e).__name__, e.message, unnamed, revision,
             )  # fmt: skip
             try:
                 await self._started(record, unnamed)
