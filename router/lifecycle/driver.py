@@ -78,6 +78,7 @@ class Executions:
         self.upstream = upstream
         self.retention_s = retention_s
         self.callbacks = callbacks
+        self.scheduled = asyncio.Event()  # set when this replica schedules a poll
         self.backoff = backoff
         self.rng = rng or random.Random()
         self.clock = clock
@@ -204,6 +205,7 @@ class Executions:
         step = poll.first_poll(record, now, self.backoff, self.rng)
         assert step.next_due_ms is not None
         await self.store.schedule_poll(record.flow_id, record.name, step.next_due_ms, step.attempt)
+        self.scheduled.set()
 
     async def _flush(self, batch: list[ExecutionRecord]) -> None:
         """The journal's flush: the first polls of the Running records, then the records.
