@@ -28,6 +28,7 @@ from router.limits import BODY_TIMEOUT
 from router.metrics import CONTENT_TYPE, Metrics
 from router.ratelimit import RateLimiter
 from router.rollout import api as rollout_api
+from router.rollout.controller import ROLLOUTS, Rollouts
 from router.service import Gateway
 from router.store import Store, open_store
 
@@ -101,6 +102,7 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
             idempotency_ttl_s=config.idempotency_ttl_s,
         )
         app[GATEWAY] = gateway
+        app[ROLLOUTS] = Rollouts(opened)  # the /v1 API's use cases
         if verifier is not None:
             verifier.share_nonces(opened)
             if config.rate_limit is not None:

@@ -72,7 +72,7 @@ def test_start_answers_201_with_the_status(gateway: GatewayServer, conn: Connect
     status = reply.body
     assert_status_shape(status)
     assert (status["flow"], status["alias"], status["targetVersion"]) == (FLOW, ALIAS, TARGET)
-    assert (status["phase"], status["step"], status["canaryWeight"]) == ("Progressing", 0, 10)
+    assert (status["phase"], status["step"], status["canaryWeight"]) == ("Progressing", 1, 10)
     assert status["baseline"] == [{"version": "1", "weight": 70}, {"version": "2", "weight": 30}]
     assert status["history"][0]["phase"] == "Progressing"
     assert status["history"][0]["canaryWeight"] == 10
@@ -95,7 +95,7 @@ def test_start_answers_201_with_the_status(gateway: GatewayServer, conn: Connect
 def test_defaults_fill_what_the_body_leaves_out(gateway: GatewayServer, conn: Connection) -> None:
     reply = call(gateway, "PUT", path(), {"targetVersion": TARGET})
     assert reply.status == 201, reply.body
-    assert (reply.body["step"], reply.body["canaryWeight"]) == (0, 5)  # stepWeights [5, 25, 50]
+    assert (reply.body["step"], reply.body["canaryWeight"]) == (1, 5)  # stepWeights [5, 25, 50]
 
 
 def test_a_second_start_while_active_is_409(gateway: GatewayServer, conn: Connection) -> None:
@@ -262,7 +262,7 @@ def test_promote_without_full_moves_one_step(gateway: GatewayServer, conn: Conne
     promoted = call(gateway, "POST", path(action="promote"))
     assert promoted.status == 200, promoted.body
     assert (promoted.body["phase"], promoted.body["canaryWeight"]) == ("Progressing", 60)
-    assert promoted.body["step"] == 1
+    assert promoted.body["step"] == 2  # steps count from 1
 
 
 # -- the envelope's bookkeeping ------------------------------------------------------------------

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from alibabacloud_fnf20190315.client import Client as CloudFlowClient
@@ -84,8 +85,8 @@ def test_every_failed_check_is_a_403_with_its_code(signed: GatewayServer) -> Non
     target = path()
     url = signed.url + target
 
-    def refused(reply_code: str, **sign: object) -> None:
-        request = sigv4_request("GET", url, **sign)  # type: ignore[arg-type]
+    def refused(reply_code: str, **sign: Any) -> None:
+        request = sigv4_request("GET", url, **{"service": "flow-router", **sign})
         assert_error(call(signed, "GET", target, headers=request.headers), 403, reply_code)
 
     refused("IncompleteSignature", service="bedrock")  # another service's signature

@@ -127,7 +127,9 @@ def make_flow(gateway: GatewayServer, flow: str = FLOW, alias: str = ALIAS) -> C
 def alias_routes(conn: Connection, flow: str = FLOW, alias: str = ALIAS) -> list[tuple[str, int]]:
     """The alias's routes as CloudFlow's DescribeFlowAlias answers them."""
     answer = ok(conn.cloudflow("DescribeFlowAlias", {"FlowName": flow, "Name": alias}))
-    return sorted((r["Version"], int(r["Weight"])) for r in answer.body["RoutingConfigurations"])
+    return sorted(
+        (r["Version"], int(r["Weight"])) for r in answer.body["Alias"]["RoutingConfigurations"]
+    )
 
 
 def expected_baseline() -> list[tuple[str, int]]:
