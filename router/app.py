@@ -28,7 +28,7 @@ from router.limits import BODY_TIMEOUT
 from router.metrics import CONTENT_TYPE, Metrics
 from router.ratelimit import RateLimiter
 from router.rollout import api as rollout_api
-from router.rollout.controller import ROLLOUTS, Rollouts
+from router.rollout.wiring import rollouts_ctx
 from router.service import Gateway
 from router.store import Store, open_store
 
@@ -102,7 +102,6 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
             idempotency_ttl_s=config.idempotency_ttl_s,
         )
         app[GATEWAY] = gateway
-        app[ROLLOUTS] = Rollouts(opened)  # the /v1 API's use cases
         if verifier is not None:
             verifier.share_nonces(opened)
             if config.rate_limit is not None:
@@ -111,7 +110,8 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
         if config.upstream is None:
             log.info("no --upstream given: forwarding to the built-in reference executor")
         follower = asyncio.create_task(gateway.cache.run(), name="route-cache")
-        yield
+        async with rollouts_ctx(app, gateway, metrics.registry):  # router/rollout
+            yield
         # redis-py can swallow one cancellation inside a (re)subscribe
         # (asyncio.wait_for on 3.11), so cancel until the task has really ended.
         while not follower.done():

@@ -16,6 +16,7 @@ Errors: ``FlowNotFound``/``AliasNotFound``/``VersionNotFound`` (404),
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
@@ -32,6 +33,7 @@ from router.errors import (
     RolloutFinished,
     RolloutNotFound,
 )
+from router.model import Flow
 from router.rollout import body as request_body
 from router.rollout import state as st
 from router.rollout.decision import Action, Phase, RolloutState, StepCounts, Verdict, decide
@@ -177,6 +179,16 @@ class Rollouts:
             return self._restored(o, t, Phase.ABORTED, message), True
 
         return await self._act(flow_name, alias, act)
+
+    async def abort_before_delete(self, flow: Flow, alias: str) -> None:
+        """The Gateway's hook before DeleteFlowAlias: abort the alias's active rollout."""
+        try:
+            o = await self.observe(flow.id, alias)
+        except (AliasNotFound, RolloutNotFound):
+            return  # the delete answers for a missing alias itself
+        if o.verdict is not None:
+            with contextlib.suppress(RolloutFinished):  # finished meanwhile
+                await self.abort(flow.name, alias)
 
     # -- the driver's tick ------------------------------------------------------------
     async def observe(self, flow_id: str, alias: str) -> Observed:
