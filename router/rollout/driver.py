@@ -88,6 +88,9 @@ class Driver:
         except RouterError as e:  # Unavailable, a concurrent change: next tick
             log.warning("rollout of %s/%s not reconciled: %s", flow_id, alias, e.message)
             return
+        except Exception:  # a bug: logged, and the other rollouts still move
+            log.exception("rollout of %s/%s failed to reconcile", flow_id, alias)
+            return
         if o is not None:
             evidence = o.verdict.evidence if o.verdict else o.rollout.evidence
             self.metrics.show(o.rollout, evidence)

@@ -29,12 +29,12 @@ from alibabacloud_fnf20190315.client import Client
 from alibabacloud_tea_openapi.utils_models import Config as SdkConfig
 
 from tests.async_executor import BASE
-from tests.auth.signing import send
+from tests.auth.signing import AKID, SECRET, send
 from tests.dialects import cloudflow_client as cf
 from tests.harness import free_port
 from tests.processes import GatewayProcess, Processes
 from tests.redis_servers import RedisServer
-from tests.rollout.v1_helpers import path
+from tests.rollout.v1_helpers import path, signed_call
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 FLOW, ALIAS = "orders", "live"
@@ -59,8 +59,8 @@ class Deployment:
         status: dict[str, Any] = self.api("GET", path(FLOW, ALIAS), gateway=gateway)
         return status
 
-    def cli(self, *args: str, gateway: int = 0) -> dict[str, Any]:
-        command = [sys.executable, "-m", "router", "rollout", *args, FLOW, ALIAS]
+    def cli(self, action: str, *args: str, gateway: int = 0) -> dict[str, Any]:
+        command = [sys.executable, "-m", "router", "rollout", action, FLOW, ALIAS, *args]
         command += ["--endpoint", self.gateways[gateway].url, "--json"]
         done = subprocess.run(command, capture_output=True, timeout=60, cwd=ROOT, check=False)
         assert done.returncode == 0, done.stderr.decode()
@@ -117,12 +117,12 @@ def _executor(port: int, behaviours: dict[str, Any], log: Path) -> subprocess.Po
 @pytest.fixture
 def deploy(
     processes: Processes, redis_server: RedisServer, tmp_path: Path
-) -> Iterator[Callable[[float, float], Deployment]]:
-    """``deploy(baseline failure ratio, canary failure ratio)``: versions 1 and 2 are the
-    baseline (70/30), version 3 the canary."""
+) -> Iterator[Callable[..., Deployment]]:
+    """``deploy(baseline failure ratio, canary failure ratio, *serve flags)``: versions 1
+    and 2 are the baseline (70/30), version 3 the canary."""
     executors: list[subprocess.Popen[bytes]] = []
 
-    def start(baseline: float, canary: float) -> Deployment:
+    def start(baseline: float, canary: float, *extra: str) -> Deployment:
         port = free_port()
         sync = {"mode": "sync"}
         behaviours = {
@@ -133,7 +133,7 @@ def deploy(
         executors.append(_executor(port, behaviours, tmp_path / "executor.log"))
         prefix = f"e2e{os.getpid()}x{port}"
         args = ["--store", redis_server.url, "--key-prefix", prefix, "--workers", "1"]
-        args += ["--upstream", f"http://127.0.0.1:{port}{BASE}"]
+        args += ["--upstream", f"http://127.0.0.1:{port}{BASE}", *extra]
         gateways = processes.start_many([args, args])
         clients = [
             Client(
@@ -166,7 +166,7 @@ def _phase(*phases: str) -> Callable[[dict[str, Any]], bool]:
 
 
 def test_a_bad_canary_is_rolled_back_and_the_alias_is_exactly_as_before(
-    deploy: Callable[[float, float], Deployment],
+    deploy: Callable[..., Deployment],
 ) -> None:
     d = deploy(0.01, 0.6)
     started = d.cli(
@@ -184,7 +184,7 @@ def test_a_bad_canary_is_rolled_back_and_the_alias_is_exactly_as_before(
     assert final["counts"]["3"]["failed"] > 0
 
 
-def test_a_healthy_canary_is_promoted(deploy: Callable[[float, float], Deployment]) -> None:
+def test_a_healthy_canary_is_promoted(deploy: Callable[..., Deployment]) -> None:
     d = deploy(0.0, 0.0)
     body = {"targetVersion": "3", "stepWeights": [20, 50], "minStepSeconds": 1, "minSamples": 5}
     assert d.api("PUT", path(FLOW, ALIAS), body)["phase"] == "Progressing"
@@ -195,7 +195,7 @@ def test_a_healthy_canary_is_promoted(deploy: Callable[[float, float], Deploymen
     assert steps == [("Progressing", 1, 20), ("Progressing", 2, 50), ("Succeeded", 2, 100)]
 
 
-def test_abort_restores_the_routes_at_once(deploy: Callable[[float, float], Deployment]) -> None:
+def test_abort_restores_the_routes_at_once(deploy: Callable[..., Deployment]) -> None:
     d = deploy(0.0, 0.0)
     d.api("PUT", path(FLOW, ALIAS), {"targetVersion": "3", "stepWeights": [40]})
     assert d.routes(1) == [("1", 42), ("2", 18), ("3", 40)]
@@ -206,7 +206,7 @@ def test_abort_restores_the_routes_at_once(deploy: Callable[[float, float], Depl
     assert d.status()["phase"] == "Aborted"  # stays readable
 
 
-def test_require_approval_waits_until_promote(deploy: Callable[[float, float], Deployment]) -> None:
+def test_require_approval_waits_until_promote(deploy: Callable[..., Deployment]) -> None:
     d = deploy(0.0, 0.0)
     body = {
         "targetVersion": "3", "stepWeights": [50], "minStepSeconds": 0, "minSamples": 5,
@@ -224,7 +224,7 @@ def test_require_approval_waits_until_promote(deploy: Callable[[float, float], D
 
 
 def test_no_traffic_pauses_and_never_rolls_back(
-    deploy: Callable[[float, float], Deployment],
+    deploy: Callable[..., Deployment],
 ) -> None:
     d = deploy(0.0, 1.0)
     body = {"targetVersion": "3", "stepWeights": [10], "minStepSeconds": 1, "maxStepSeconds": 2}
@@ -237,7 +237,7 @@ def test_no_traffic_pauses_and_never_rolls_back(
 
 
 def test_sigkill_of_the_driving_replica_mid_step(
-    deploy: Callable[[float, float], Deployment],
+    deploy: Callable[..., Deployment],
 ) -> None:
     d = deploy(0.0, 0.0)
     min_step = 3
@@ -261,3 +261,26 @@ def test_sigkill_of_the_driving_replica_mid_step(
     for before, after in itertools.pairwise(history):
         # every step lasted at least minStepSeconds, by the persisted timestamps
         assert _at(after["at"]) - _at(before["at"]) >= min_step - 0.001, history
+
+
+def test_unsigned_v1_requests_are_refused_when_credentials_are_set(
+    deploy: Callable[..., Deployment], tmp_path: Path
+) -> None:
+    credentials = tmp_path / "credentials.json"
+    credentials.write_text(json.dumps({AKID: SECRET}))
+    d = deploy(0.0, 0.0, "--credentials", str(credentials))  # the SDK signs with AKID
+    target = path(FLOW, ALIAS)
+    body = {"targetVersion": "3"}
+    for gateway in d.gateways:
+        unsigned = send("PUT", gateway.url + target, {"Content-Type": "application/json"},
+                        json.dumps(body).encode())  # fmt: skip
+        assert unsigned.status == 403, unsigned.body
+        assert json.loads(unsigned.body)["code"] == "MissingAuthenticationToken"
+        assert send("GET", gateway.url + target, {}, None).status == 403
+    assert d.routes(0) == list(BEFORE)  # nothing started
+    started = signed_call(d.gateways[1], "PUT", target, body)
+    assert started.status == 201, started.body
+    aborted = d.cli(
+        "abort", "--access-key-id", AKID, "--secret-access-key", SECRET, gateway=0
+    )  # the CLI signs with the key it is given
+    assert aborted["phase"] == "Aborted"
