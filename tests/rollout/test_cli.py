@@ -129,7 +129,7 @@ def test_a_session(gateway: GatewayServer, conn: Connection) -> None:
     )  # fmt: skip
     assert started.returncode == 0, started.stderr
     assert f"{FLOW}/{ALIAS} → version {TARGET}" in started.stdout
-    assert "Progressing" in started.stdout and "[10% ▶][100%  ]" in started.stdout
+    assert "Progressing" in started.stdout and "[10% ▶][?% ][100%  ]" in started.stdout
 
     shown = rollout(gateway, "status", FLOW, ALIAS, "--json")
     assert shown.returncode == 0, shown.stderr
