@@ -79,6 +79,10 @@ class Driver:
         self._watched = set(active)
 
     async def _reconcile(self, flow_id: str, alias: str) -> None:
+        if (flow_id, alias) not in self._watched:
+            # First sight: export the zero counts before any verdict (RolloutMetrics.prepare).
+            with contextlib.suppress(RouterError):
+                self.metrics.prepare((await self.rollouts.observe(flow_id, alias)).rollout)
         try:
             o = await self.rollouts.reconcile(flow_id, alias)
         except RouterError as e:  # Unavailable, a concurrent change: next tick

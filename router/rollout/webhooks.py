@@ -44,6 +44,11 @@ class Webhooks:
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=self._timeout)
 
+    async def drain(self) -> None:
+        """Wait for the event posts in flight (each is bounded by the timeout)."""
+        while self._pending:
+            await asyncio.wait(list(self._pending))
+
     async def close(self) -> None:
         for task in list(self._pending):
             task.cancel()
