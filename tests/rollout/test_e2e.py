@@ -32,7 +32,7 @@ from tests.async_executor import BASE
 from tests.auth.signing import AKID, SECRET, send
 from tests.dialects import cloudflow_client as cf
 from tests.harness import free_port
-from tests.processes import GatewayProcess, Processes
+from tests.processes import Connection, GatewayProcess, Processes, execute
 from tests.redis_servers import RedisServer
 from tests.rollout.v1_helpers import path, signed_call
 
@@ -157,6 +157,12 @@ def deploy(
         process.wait(10)
 
 
+def _metrics(gateway: GatewayProcess) -> str:
+    with urllib.request.urlopen(f"{gateway.url}/metrics", timeout=10) as answer:
+        text: str = answer.read().decode()
+        return text
+
+
 def _at(iso: str) -> float:
     return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
@@ -175,6 +181,9 @@ def test_a_bad_canary_is_rolled_back_and_the_alias_is_exactly_as_before(
     )  # fmt: skip
     assert (started["phase"], started["canaryWeight"]) == ("Progressing", 50)
     assert d.routes(1) == [("1", 35), ("2", 15), ("3", 50)]  # 70/30 of the other half
+    canary = f'flow_router_alias_weight{{alias="{ALIAS}",flow="{FLOW}",version="3"}}'
+    for gateway in d.gateways:  # every replica routes by the rollout's weights
+        d.until(lambda _, g=gateway: canary in _metrics(g), per_round=2)
     final = d.until(_phase("RolledBack", "Succeeded", "Paused"), per_round=10)
     assert final["phase"] == "RolledBack", final
     assert final["message"].startswith("rolled back: canary failure ratio"), final["message"]
@@ -182,6 +191,13 @@ def test_a_bad_canary_is_rolled_back_and_the_alias_is_exactly_as_before(
     assert d.routes(0) == list(BEFORE) and d.routes(1) == list(BEFORE)
     assert d.sent < 500  # long before minSamples: the sequential rule, not the guardrail
     assert final["counts"]["3"]["failed"] > 0
+    # in force on every replica: once its route cache has the restored alias (its
+    # /metrics shows the weights it routes by), no execution goes to the canary
+    for gateway in d.gateways:
+        d.until(lambda _, g=gateway: canary not in _metrics(g), per_round=2)
+        with Connection(gateway.port) as conn:
+            versions = {execute(conn, FLOW, ALIAS).version for _ in range(30)}
+        assert versions <= {"1", "2"}, versions
 
 
 def test_a_healthy_canary_is_promoted(deploy: Callable[..., Deployment]) -> None:
