@@ -1,7 +1,8 @@
 """The rollout driver: one replica at a time reconciles every active rollout.
 
 Thin by design: the lease, the loop and the metrics. An idle tick (no active
-rollout) is one read. Otherwise the replica that holds the lease
+rollout) is one read, every ``IDLE_TICK_S`` (a rollout started on this replica
+wakes it at once). Otherwise the replica that holds the lease
 (``Store.acquire_lease``, renewed every tick, taken over by another replica once
 it lapses) calls ``Rollouts.reconcile`` on each active rollout. A reconcile
 reads only persisted state (the step's start time among it) and writes with a
@@ -25,6 +26,7 @@ log = logging.getLogger("flow_router.rollout")
 
 LEASE = "rollout-driver"
 TICK_S = 1.0
+IDLE_TICK_S = 5.0  # no active rollout seen: look less often (a local start wakes it)
 LEASE_MS = 5000  # a killed driver's rollouts wait at most this long for another
 
 
@@ -35,21 +37,32 @@ class Driver:
         metrics: RolloutMetrics,
         tick_s: float = TICK_S,
         lease_ms: int = LEASE_MS,
+        idle_tick_s: float = IDLE_TICK_S,
     ) -> None:
         self.rollouts = rollouts
         self.metrics = metrics
         self.tick_s = tick_s
+        self.idle_tick_s = idle_tick_s
         self.lease_ms = lease_ms
         self.holder = uuid.uuid4().hex
         self.held = False
         self._watched: set[tuple[str, str]] = set()
+        self._busy = False  # the last tick saw an active rollout
+        self._wake = asyncio.Event()
+
+    def wake(self, *_: object) -> None:
+        """Tick now (a ``Rollouts`` listener: a rollout started or changed here)."""
+        self._wake.set()
 
     async def run(self) -> None:
         """Tick until cancelled; then give the lease up so another replica takes over at once."""
         try:
             while True:
                 await self.tick()
-                await asyncio.sleep(self.tick_s)
+                interval = self.tick_s if self._busy else self.idle_tick_s
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), interval)
+                self._wake.clear()
         finally:
             self.metrics.clear()
             if self.held:
@@ -61,6 +74,7 @@ class Driver:
         store = self.rollouts.store
         try:
             active = await store.active_rollouts()
+            self._busy = bool(active)
             if not active and not self._watched:
                 return  # idle: one read a tick, and the lease lapses by itself
             held = await store.acquire_lease(LEASE, self.holder, self.lease_ms)

@@ -29,11 +29,13 @@ async def rollouts_ctx(
     rollouts.confirm = webhooks.confirm
     gateway.before_alias_delete = rollouts.abort_before_delete
     app[ROLLOUTS] = rollouts
-    driver = asyncio.create_task(Driver(rollouts, metrics).run(), name="rollout-driver")
+    driver = Driver(rollouts, metrics)
+    rollouts.listeners.append(driver.wake)
+    task = asyncio.create_task(driver.run(), name="rollout-driver")
     try:
         yield rollouts
     finally:
-        while not driver.done():  # as the route cache's follower (router.app)
-            driver.cancel()
-            await asyncio.wait([driver], timeout=0.1)
+        while not task.done():  # as the route cache's follower (router.app)
+            task.cancel()
+            await asyncio.wait([task], timeout=0.1)
         await webhooks.close()

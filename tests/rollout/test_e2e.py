@@ -189,7 +189,8 @@ def test_a_bad_canary_is_rolled_back_and_the_alias_is_exactly_as_before(
     assert final["message"].startswith("rolled back: canary failure ratio"), final["message"]
     assert final["evidence"] >= 100  # 1/alpha, the default alpha 0.01
     assert d.routes(0) == list(BEFORE) and d.routes(1) == list(BEFORE)
-    assert d.sent < 500  # long before minSamples: the sequential rule, not the guardrail
+    # long before minSamples: the sequential rule, not the guardrail or a timeout
+    assert final["counts"]["3"]["executions"] < 1000
     assert final["counts"]["3"]["failed"] > 0
     # in force on every replica: once its route cache has the restored alias (its
     # /metrics shows the weights it routes by), no execution goes to the canary
