@@ -76,3 +76,26 @@ async def test_a_cancelled_driver_gives_the_lease_up_at_once() -> None:
     await asyncio.gather(task, return_exceptions=True)
     await other.tick()
     assert other.held
+
+
+async def test_an_idle_driver_is_woken_by_a_rollout_started_on_its_replica() -> None:
+    store = MemoryStore()
+    flow = await flow_with_versions(store, 2)
+    await store.create_alias(an_alias(flow, "live", (1, 100)))
+    rollouts = Rollouts(store)
+    driver = Driver(rollouts, RolloutMetrics(CollectorRegistry()), idle_tick_s=3600)
+    rollouts.listeners.append(driver.wake)  # as router.rollout.wiring does
+    task = asyncio.create_task(driver.run())
+    try:
+        for _ in range(50):  # the first (idle) tick
+            await asyncio.sleep(0)
+        assert not driver.held
+        await rollouts.start("orders", "live", {"targetVersion": "2"})
+        for _ in range(1000):
+            if driver.held:
+                break
+            await asyncio.sleep(0.001)
+        assert driver.held  # long before the idle hour is over
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
