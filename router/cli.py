@@ -1,4 +1,4 @@
-"""``flow-router serve`` and ``flow-router executor``.
+"""``flow-router serve``, ``flow-router executor`` and ``flow-router rollout``.
 
 Every ``serve`` option can also come from a ``FLOW_ROUTER_*`` environment
 variable; a flag given on the command line wins over the environment.
@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 import logging
 import os
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, TypedDict
 
 from router import __version__, cli_lifecycle
 from router.auth import guard, load_credentials
+from router.auth.exposure import check_exposure
 from router.breaker import VersionLimits
 from router.config import Config
 from router.forward import Timeouts, UpstreamTemplate
 from router.model import Api
+from router.rollout import cli as rollout_cli
 from router.service import Settings
 from router.store import is_in_process_url
 from router.workers import ListenError, run_executor, run_worker, supervise, worker_count
@@ -165,6 +166,7 @@ def _parser() -> argparse.ArgumentParser:
     executor.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
     executor.add_argument("--port", type=int, default=9090, help="(default: 9090)")
     cli_lifecycle.add_executor_arguments(executor)
+    rollout_cli.add_parser(sub)  # a client of the /v1 API: router/rollout/cli
     return parser
 
 
@@ -297,31 +299,6 @@ N_WAY_MAX_ROUTES = 100  # --max-routes: the quota with --n-way (Config holds the
 CLOUDFLOW_MAX_ROUTES = _SETTINGS.max_routes[Api.CLOUDFLOW]  # RoutingConfigurations' limit
 
 
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` only accepts connections from this machine."""
-    if host.lower() in ("localhost", "localhost."):
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:  # a name we would have to resolve: assume it is reachable
-        return False
-
-
-def check_exposure(host: str, credentials: Mapping[str, str] | None, insecure: bool) -> None:
-    """Refuse to serve unauthenticated on an address other machines can reach."""
-    if credentials is None and not insecure and not is_loopback(host):
-        raise ValueError(
-            f"refusing to listen on {host} without --credentials: anyone who can reach it "
-            "could change flows and run executions unsigned. Give --credentials PATH "
-            "(FLOW_ROUTER_CREDENTIALS), listen on 127.0.0.1, or pass --insecure "
-            "(FLOW_ROUTER_INSECURE=1) if something in front of the gateway authenticates"
-        )
-    if credentials is None and not is_loopback(host):
-        logging.getLogger("flow_router").warning(
-            "--insecure: serving unsigned requests on %s, reachable from other machines", host
-        )
-
-
 def config_from_args(args: argparse.Namespace) -> Config:
     if args.upstream is not None:
         UpstreamTemplate(args.upstream)  # fail at start-up, not on the first execution
@@ -361,6 +338,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "rollout":
+        return rollout_cli.run(args)
     level = getattr(args, "log_level", "INFO")
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
