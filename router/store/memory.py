@@ -38,6 +38,7 @@ from router.store.base import (
 )
 from router.store.bucket import Bucket, take
 from router.store.memory_executions import ExecutionTable, PollSchedule
+from router.store.stats import ExecutionStats
 
 T = TypeVar("T")
 PRUNE_EVERY = 4096  # expiring writes between sweeps of expired tokens and executions
@@ -282,6 +283,9 @@ class MemoryStore:
 
     async def outcome_counts(self, flow_id: str) -> dict[OutcomeKey, int]:
         return dict(self._state(flow_id).executions.outcomes)
+
+    async def execution_stats(self, flow_id: str, since_ms: int, until_ms: int) -> ExecutionStats:
+        return self._state(flow_id).executions.stats.read(since_ms, until_ms, self._clock())
 
     async def record_execution(self, record: V1ExecutionRecord, ttl_s: int) -> None:
         """Deprecated: see ``Store.record_execution``."""
