@@ -26,6 +26,7 @@ from router.forward import Forwarder, UpstreamTemplate
 from router.limits import BODY_TIMEOUT
 from router.metrics import CONTENT_TYPE, Metrics
 from router.ratelimit import RateLimiter
+from router.rollout.wiring import rollouts_ctx
 from router.service import Gateway
 from router.store import Store, open_store
 
@@ -107,7 +108,8 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
         if config.upstream is None:
             log.info("no --upstream given: forwarding to the built-in reference executor")
         follower = asyncio.create_task(gateway.cache.run(), name="route-cache")
-        yield
+        async with rollouts_ctx(app, gateway, metrics.registry):  # router/rollout
+            yield
         # redis-py can swallow one cancellation inside a (re)subscribe
         # (asyncio.wait_for on 3.11), so cancel until the task has really ended.
         while not follower.done():

@@ -117,6 +117,21 @@ class IdempotencyMismatch(Conflict):
     """A client token was reused with different parameters."""
 
 
+class RolloutNotFound(NotFound):
+    """The alias never had a rollout (router/rollout)."""
+
+    kind = "rollout of flow alias"
+
+
+class RolloutActive(Conflict):
+    """A rollout of the alias is active: another cannot start, and the alias's routes
+    belong to the rollout until it finishes (UpdateFlowAlias is refused)."""
+
+
+class RolloutFinished(Conflict):
+    """An action (promote, pause, resume, abort) on a rollout that has finished."""
+
+
 class QuotaExceeded(RouterError):
     """A configured limit on the number of resources has been reached."""
 

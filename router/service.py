@@ -89,6 +89,7 @@ class Gateway:
         self._random = (rng or random.Random()).random
         self.definitions = Definitions(store, self.settings.definition_cache_bytes)
         self._idempotency = Idempotency(store, idempotency_ttl_s)
+        self.before_alias_delete: Callable[[Flow, str], Awaitable[None]] | None = None
 
     async def idempotent(
         self, scope: str, token: str | None, params: Mapping[str, Any], create: Create[T]
@@ -241,6 +242,8 @@ class Gateway:
         return updated
 
     async def delete_alias(self, flow: Flow, name: str) -> Alias:
+        if self.before_alias_delete is not None:  # aborts its rollout (router/rollout)
+            await self.before_alias_delete(flow, name)
         deleted = await self.store.delete_alias(flow.id, name)
         await self._changed(flow)
         return deleted

@@ -37,7 +37,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from router.errors import InvalidToken, QuotaExceeded
 from router.lifecycle.record import ExecutionRecord as Record
 from router.lifecycle.status import Status
-from router.model import Alias, AliasUpdate, Flow, FlowUpdate, FlowVersion
+from router.model import Alias, AliasUpdate, Flow, FlowUpdate, FlowVersion, Route
 from router.store.stats import ExecutionStats
 
 T = TypeVar("T")
@@ -108,6 +108,34 @@ class IdempotencyRecord:
     resource: str  # the id (or name) of what the first request created
 
 
+@dataclass(frozen=True, slots=True)
+class StoredRollout:
+    """An alias's rollout as the store keeps it: an opaque document
+    (``router.rollout.state`` encodes it), whether it is active, and ``seq``,
+    bumped by every write (the compare-and-set token of :class:`RolloutWrite`)."""
+
+    doc: bytes
+    seq: int
+    active: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutWrite:
+    """One atomic rollout write: the document, and the alias's routes with it.
+
+    Applied only if the rollout's ``seq`` (0: none yet) and the alias's revision
+    are still those read; ``routes`` (if given) become the alias's routes, bumping
+    its revision and announcing the change like any alias write.
+    """
+
+    alias: str
+    seq: int
+    revision: int
+    doc: bytes
+    active: bool
+    routes: tuple[Route, ...] | None = None
+
+
 class Store(Protocol):
     @property
     def in_process(self) -> bool:
@@ -165,7 +193,31 @@ class Store(Protocol):
         """Apply ``update`` and bump the revision; routes must name existing versions."""
         ...
 
-    async def delete_alias(self, flow_id: str, name: str) -> Alias: ...
+    async def delete_alias(self, flow_id: str, name: str) -> Alias:
+        """Deletes the alias's last rollout with it; ``RolloutActive`` while one is active."""
+        ...
+
+    # rollouts (router/rollout) --------------------------------------------------
+    # While an alias's rollout is active, update_alias and delete_alias raise
+    # RolloutActive: its routes belong to the rollout until it finishes.
+    async def get_rollout(self, flow_id: str, alias: str) -> tuple[Alias, StoredRollout | None]:
+        """The alias and its current or last rollout, read at once."""
+        ...
+
+    async def write_rollout(self, flow_id: str, write: RolloutWrite, at: int) -> Alias | None:
+        """Apply ``write`` atomically; the alias after it, or ``None`` if the rollout or
+        the alias changed since they were read (read again and decide again)."""
+        ...
+
+    async def active_rollouts(self) -> list[tuple[str, str]]:
+        """(flow id, alias name) of every active rollout."""
+        ...
+
+    async def acquire_lease(self, name: str, holder: str, ttl_ms: int) -> bool:
+        """Take or renew the lease ``name`` for ``ttl_ms``; False while another holds it."""
+        ...
+
+    async def release_lease(self, name: str, holder: str) -> None: ...
 
     # executions ---------------------------------------------------------------
     async def claim_execution(self, record: Record, ttl_s: int) -> None:

@@ -38,6 +38,7 @@ from router.store.base import (
 )
 from router.store.bucket import Bucket, take
 from router.store.memory_executions import ExecutionTable, PollSchedule
+from router.store.memory_rollouts import MemoryRollouts
 from router.store.stats import ExecutionStats
 
 T = TypeVar("T")
@@ -73,7 +74,7 @@ def paginate(
     return Page([get(k) for k in chunk], str(following[0]) if following else None)
 
 
-class MemoryStore:
+class MemoryStore(MemoryRollouts):
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._flows: dict[str, _FlowState] = {}  # by id
         self._names: dict[str, str] = {}  # name -> id
@@ -84,6 +85,8 @@ class MemoryStore:
         self._expiring_writes = 0
         self._polls = PollSchedule()
         self._secrets: dict[str, bytes] = {}
+        self._rollouts = {}
+        self._leases = {}
 
     @property
     def in_process(self) -> bool:
@@ -143,6 +146,7 @@ class MemoryStore:
             raise ResourceInUse(f"flow {state.flow.name} still has aliases")
         del self._flows[flow_id]
         del self._names[state.flow.name]
+        self._drop_rollouts(flow_id)
         self._changed(state)
         return state.flow
 
@@ -223,6 +227,7 @@ class MemoryStore:
     async def update_alias(self, flow_id: str, name: str, update: AliasUpdate, at: int) -> Alias:
         state = self._state(flow_id)
         old = await self.get_alias(flow_id, name)
+        self._check_no_rollout(flow_id, name)
         new = update.apply(old, at)
         if new.name != name and new.name in state.aliases:
             raise AliasAlreadyExists(new.name)
@@ -237,9 +242,12 @@ class MemoryStore:
 
     async def delete_alias(self, flow_id: str, name: str) -> Alias:
         state = self._state(flow_id)
+        if name in state.aliases:
+            self._check_no_rollout(flow_id, name)
         alias = state.aliases.pop(name, None)
         if alias is None:
             raise AliasNotFound(name)
+        self._drop_rollouts(flow_id, name)
         self._changed(state)
         return alias
 

@@ -47,6 +47,7 @@ from router.store.redis_client import reachable as _reachable
 from router.store.redis_codec import FlowKeys, GlobalKeys, decode_alias, encode_alias
 from router.store.redis_executions import RedisExecutions
 from router.store.redis_feed import ChangeFeed
+from router.store.redis_rollouts import RedisRollouts
 
 __all__ = ["RedisStore", "decode_alias", "encode_alias"]
 
@@ -55,7 +56,7 @@ log = logging.getLogger("flow_router.store")
 _MAX_ATTEMPTS = 100  # optimistic retries of one read-modify-write
 
 
-class RedisStore(RedisExecutions):
+class RedisStore(RedisExecutions, RedisRollouts):
     def __init__(
         self, client: redis.asyncio.Redis | RedisCluster | Clients, prefix: str = "fr"
     ) -> None:
@@ -89,6 +90,7 @@ class RedisStore(RedisExecutions):
         self._snapshot = script(lua.SNAPSHOT)
         self._flow_read = script(lua.FLOW_READ)
         self._alias_at_revision = script(lua.ALIAS_AT_REVISION)
+        self._register_rollout_scripts()
 
     @classmethod
     def from_url(cls, url: str, prefix: str = "fr") -> RedisStore:
@@ -184,6 +186,7 @@ class RedisStore(RedisExecutions):
         k = self._keys(flow_id)
         keys = [self._names, self._index, k.meta, k.versions, k.vindex]
         keys += [k.aliases, k.alias_index, k.alias_ids, k.execs, k.exec_index]
+        keys += [k.rollouts, k.rollout_seq, self._global.active_rollouts]
         args = ["1" if force else "0", flow_id, self._channel, k.execution("")]
         (raw,) = await self._run(self._delete_flow, keys, args, flow_id)
         await self._purge_executions(flow_id)  # another slot on a cluster: see redis_codec
@@ -303,14 +306,16 @@ class RedisStore(RedisExecutions):
             ]
             if update.routes is not None:  # only new routes must name existing versions
                 args += [r.version for r in new.routes]
-            if await self._attempt(self._update_alias, self._alias_keys(flow_id), args, flow_id):
+            keys = [*self._alias_keys(flow_id), self._global.active_rollouts]
+            if await self._attempt(self._update_alias, keys, args, flow_id):
                 return new
         raise Conflict(f"flow {flow_id} is being changed concurrently; try again")
 
     @_reachable
     async def delete_alias(self, flow_id: str, name: str) -> Alias:
         k = self._keys(flow_id)
-        keys = [k.meta, k.aliases, k.alias_index, k.alias_ids]
+        keys = [k.meta, k.aliases, k.alias_index, k.alias_ids, k.rollouts, k.rollout_seq]
+        keys += [self._global.active_rollouts]
         (raw,) = await self._run(self._delete_alias, keys, [name, flow_id, self._channel], flow_id)
         return codec.decode_alias(flow_id, raw)
 

@@ -17,6 +17,12 @@ key                        type        content
 ``P:T:aliases``            hash        alias name -> Alias JSON
 ``P:T:alias_index``        sorted set  alias names, all scored 0
 ``P:T:alias_ids``          hash        alias id -> alias name
+``P:T:rollouts``           hash        alias name -> its current or last rollout
+                                       (``router.rollout.state`` JSON)
+``P:T:rollout_seq``        hash        alias name -> writes of that rollout so far
+``P:rollouts_active``      set         ``<flow id>/<alias>`` of active rollouts
+``P:lease:<name>``         string      holder of a lease (``PX`` ttl): the rollout
+                                       driver's
 ``P:T:exec:<name>``        string      legacy (v1 gateways): only deleted now, with
 ``P:T:execs``, ``P:T:exec_index``      the flow
 ``R:x:{F}:exec:<name>``    hash        one execution, with the record's TTL: ``r``
@@ -104,6 +110,7 @@ from router.store.base import (
     parse_execution_token,
     quota_exceeded,
 )
+from router.store.memory_rollouts import rollout_active
 
 # -- keys ----------------------------------------------------------------------
 
@@ -118,13 +125,17 @@ def cluster_prefix(prefix: str) -> str:
 class GlobalKeys:
     """The keys that are not one flow's."""
 
-    __slots__ = ("channel", "index", "names", "prefix")
+    __slots__ = ("active_rollouts", "channel", "index", "names", "prefix")
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.names = f"{prefix}:flow_names"
         self.index = f"{prefix}:flow_index"
         self.channel = f"{prefix}:changes"
+        self.active_rollouts = f"{prefix}:rollouts_active"
+
+    def lease(self, name: str) -> str:
+        return f"{self.prefix}:lease:{name}"
 
     def token(self, scope: str, token: str) -> str:
         return f"{self.prefix}:token:{len(scope)}:{scope}:{token}"
@@ -141,6 +152,8 @@ class FlowKeys:
         "exec_index",
         "execs",
         "meta",
+        "rollout_seq",
+        "rollouts",
         "versions",
         "vindex",
     )
@@ -155,6 +168,8 @@ class FlowKeys:
         self.alias_ids = self.base + "alias_ids"
         self.execs = self.base + "execs"
         self.exec_index = self.base + "exec_index"
+        self.rollouts = self.base + "rollouts"
+        self.rollout_seq = self.base + "rollout_seq"
 
     def execution(self, name: str) -> str:
         return f"{self.base}exec:{name}"
@@ -331,6 +346,7 @@ _ERRORS: dict[bytes, Callable[..., RouterError]] = {
     b"EXECUTION_EXISTS": ExecutionAlreadyExists,
     b"EXECUTION_NOT_FOUND": ExecutionNotFound,
     b"QUOTA_EXCEEDED": quota_exceeded,
+    b"ROLLOUT_ACTIVE": rollout_active,
 }
 
 

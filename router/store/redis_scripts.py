@@ -14,7 +14,7 @@ aliases: that is what route caches follow.
 from __future__ import annotations
 
 # Shared by the scripts that check an alias's routes: ARGV[first..] are versions.
-_CHECK_ROUTES = """
+CHECK_ROUTES = """
 local function missing_route(versions, first)
   for i = first, #ARGV do
     if redis.call('HEXISTS', versions, ARGV[i]) == 0 then return ARGV[i] end
@@ -57,7 +57,8 @@ return {'OK'}
 """
 
 # KEYS: flow_names, flow_index, meta, versions, vindex, aliases, alias_index,
-# alias_ids, execs, exec_index.  ARGV: force ('1'), id, channel, prefix of the execution keys.
+# alias_ids, execs, exec_index, rollouts, rollout_seq, active rollouts.
+# ARGV: force ('1'), id, channel, prefix of the execution keys.
 # execs and exec_index are the legacy (v1) execution index: the execution keys
 # named from it are those a v1 gateway wrote, which share the flow's hash tag.
 # The v2 execution keys are in another slot: RedisStore.delete_flow deletes
@@ -76,7 +77,11 @@ if redis.call('HGET', KEYS[1], cur[1]) == ARGV[2] then
   redis.call('HDEL', KEYS[1], cur[1])
   redis.call('ZREM', KEYS[2], cur[1])
 end
+for _, name in ipairs(redis.call('HKEYS', KEYS[12])) do
+  redis.call('SREM', KEYS[13], ARGV[2] .. '/' .. name)
+end
 redis.call('DEL', KEYS[3], KEYS[4], KEYS[5], KEYS[6], KEYS[7], KEYS[8], KEYS[9], KEYS[10])
+redis.call('DEL', KEYS[11], KEYS[12])
 redis.call('PUBLISH', ARGV[3], ARGV[2])
 return {'OK', cur[2]}
 """
@@ -124,7 +129,7 @@ return {'OK'}
 # KEYS: meta, versions, aliases, alias_index, alias_ids.
 # ARGV: name, alias id, alias, flow id, channel, max aliases, routed versions...
 CREATE_ALIAS = (
-    _CHECK_ROUTES
+    CHECK_ROUTES
     + """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'FLOW_NOT_FOUND'} end
 if redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then return {'ALIAS_EXISTS', ARGV[1]} end
@@ -142,16 +147,19 @@ return {'OK'}
 """
 )
 
-# KEYS: meta, versions, aliases, alias_index, alias_ids.
+# KEYS: meta, versions, aliases, alias_index, alias_ids, active rollouts.
 # ARGV: expected rev, old name, new name, alias, alias id, flow id, channel,
 # routed versions...
 UPDATE_ALIAS = (
-    _CHECK_ROUTES
+    CHECK_ROUTES
     + """
 local rev = redis.call('HGET', KEYS[1], 'rev')
 if not rev then return {'FLOW_NOT_FOUND'} end
 if rev ~= ARGV[1] then return {'RETRY'} end
 if redis.call('HEXISTS', KEYS[3], ARGV[2]) == 0 then return {'ALIAS_NOT_FOUND', ARGV[2]} end
+if redis.call('SISMEMBER', KEYS[6], ARGV[6] .. '/' .. ARGV[2]) == 1 then
+  return {'ROLLOUT_ACTIVE', ARGV[2]}
+end
 if ARGV[3] ~= ARGV[2] and redis.call('HEXISTS', KEYS[3], ARGV[3]) == 1 then
   return {'ALIAS_EXISTS', ARGV[3]}
 end
@@ -168,11 +176,17 @@ return {'OK'}
 """
 )
 
-# KEYS: meta, aliases, alias_index, alias_ids.  ARGV: name, flow id, channel.
+# KEYS: meta, aliases, alias_index, alias_ids, rollouts, rollout_seq, active
+# rollouts.  ARGV: name, flow id, channel.  The alias's last rollout goes with it.
 DELETE_ALIAS = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return {'FLOW_NOT_FOUND'} end
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
 if not raw then return {'ALIAS_NOT_FOUND', ARGV[1]} end
+if redis.call('SISMEMBER', KEYS[7], ARGV[2] .. '/' .. ARGV[1]) == 1 then
+  return {'ROLLOUT_ACTIVE', ARGV[1]}
+end
+redis.call('HDEL', KEYS[5], ARGV[1])
+redis.call('HDEL', KEYS[6], ARGV[1])
 local id = cjson.decode(raw).id
 redis.call('HDEL', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[1])
