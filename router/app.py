@@ -2,6 +2,7 @@
 
 Request routing on the one port (docs/wire.md §1):
 ``/`` → CloudFlow (RPC, dispatch on Action), ``/flows…`` → Bedrock (REST),
+``/v1/…`` → flow-router's own API (rollouts, router/rollout/api),
 ``/metrics``, ``/healthz``, ``/readyz`` → operations, ``/_executor…`` → the
 reference executor when no upstream is configured.
 """
@@ -26,6 +27,7 @@ from router.forward import Forwarder, UpstreamTemplate
 from router.limits import BODY_TIMEOUT
 from router.metrics import CONTENT_TYPE, Metrics
 from router.ratelimit import RateLimiter
+from router.rollout import api as rollout_api
 from router.rollout.wiring import rollouts_ctx
 from router.service import Gateway
 from router.store import Store, open_store
@@ -128,6 +130,7 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
     cloudflow.add_routes(app, GATEWAY, metrics)
     app[bedrock.SETTINGS] = bedrock.BedrockSettings(config.region, config.account_id)
     bedrock.add_routes(app, GATEWAY, metrics)
+    rollout_api.add_routes(app, metrics)  # /v1: flow-router's own API (rollouts)
     if config.upstream is None and apart is None:
         executor.add_routes(app)
     return app

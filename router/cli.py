@@ -1,4 +1,4 @@
-"""``flow-router serve`` and ``flow-router executor``.
+"""``flow-router serve``, ``flow-router executor`` and ``flow-router rollout``.
 
 Every ``serve`` option can also come from a ``FLOW_ROUTER_*`` environment
 variable; a flag given on the command line wins over the environment.
@@ -21,6 +21,7 @@ from router.breaker import VersionLimits
 from router.config import Config
 from router.forward import Timeouts, UpstreamTemplate
 from router.model import Api
+from router.rollout import cli as rollout_cli
 from router.service import Settings
 from router.store import is_in_process_url
 from router.workers import ListenError, run_executor, run_worker, supervise, worker_count
@@ -163,6 +164,7 @@ def _parser() -> argparse.ArgumentParser:
     executor.add_argument("--version", action="version", version=_VERSION)
     executor.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
     executor.add_argument("--port", type=int, default=9090, help="(default: 9090)")
+    rollout_cli.add_parser(sub)  # a client of the /v1 API: router/rollout/cli
     return parser
 
 
@@ -356,6 +358,8 @@ def config_from_args(args: argparse.Namespace) -> Config:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "rollout":
+        return rollout_cli.run(args)
     level = getattr(args, "log_level", "INFO")
     logging.basicConfig(
         level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"

@@ -7,7 +7,9 @@ every API request before dispatching it:
 * CloudFlow (``/``): RPC signature v1.0 or ACS3-HMAC-SHA256
   (:mod:`router.auth.cloudflow`), failures answered with CloudFlow's own Codes;
 * Bedrock (``/flows…``, ``/tags/…``): AWS SigV4 for service ``bedrock``
-  (:mod:`router.auth.sigv4`), failures answered as ``AccessDeniedException``.
+  (:mod:`router.auth.sigv4`), failures answered as ``AccessDeniedException``;
+* flow-router's own API (``/v1/…``, router/rollout/api): AWS SigV4 for service
+  ``flow-router``, failures answered 403 in that API's ``{"code", "message"}``.
 
 The signed time must be within :data:`~router.auth.base.WINDOW_S` (15 minutes)
 of the server's clock, and a CloudFlow nonce is accepted once. ``/metrics``,
@@ -192,6 +194,11 @@ class Verifier:
 
     async def bedrock(self, request: web.Request) -> str:
         """Verify a SigV4 (service ``bedrock``) request; the caller's access key id."""
+        return await self.aws(request, sigv4.SERVICE)
+
+    async def aws(self, request: web.Request, service: str) -> str:
+        """Verify a SigV4 request whose credential scope names ``service`` (``bedrock``,
+        or ``flow-router`` for the ``/v1`` API); the caller's access key id."""
         now = self._clock()
         signed = sigv4.verify(
             request.method,
@@ -200,6 +207,7 @@ class Verifier:
             await read_body(request),
             self._credentials,
             now,
+            service,
         )
         return await self._admitted(signed)
 

@@ -1,4 +1,4 @@
-"""AWS Signature Version 4 for the Bedrock dialect, verified without HTTP.
+"""AWS Signature Version 4 for the Bedrock dialect and the ``/v1`` API, verified without HTTP.
 
 The canonical request is rebuilt the way ``botocore.auth.SigV4Auth`` builds it
 (docs/wire.md §3.2): the raw path with dot segments and repeated slashes removed, then
@@ -11,17 +11,21 @@ credential scope must name the service ``bedrock``; any region is accepted
 
 SigV4 has no nonce: a captured request can be replayed until its timestamp
 leaves the window, exactly as against AWS itself.
+
+:func:`sign` is the client side (``flow-router rollout``), built on the same
+canonical request as :func:`verify`, so the two cannot disagree about it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote, unquote
 
-from multidict import MultiMapping
+from multidict import CIMultiDict, MultiMapping
 
 from router import errors
 from router.auth.base import (
@@ -37,6 +41,7 @@ from router.auth.base import (
 
 ALGORITHM = "AWS4-HMAC-SHA256"
 SERVICE = "bedrock"
+FLOW_ROUTER_SERVICE = "flow-router"  # the service the ``/v1`` API's signatures name
 AMZ_DATE = "%Y%m%dT%H%M%SZ"
 _TERMINATOR = "aws4_request"
 
@@ -185,3 +190,35 @@ def verify(
             "the request signature we calculated does not match the signature you provided"
         )
     return Signed(access_key_id, timestamp)
+
+
+def sign(
+    method: str,
+    host: str,
+    raw_path: str,
+    body: bytes,
+    access_key_id: str,
+    secret: str,
+    now: float,
+    *,
+    region: str = "us-east-1",
+    service: str = FLOW_ROUTER_SERVICE,
+) -> dict[str, str]:
+    """The headers that sign a request (``Host``, ``X-Amz-Date``, ``Authorization``):
+    the request must be sent with exactly this ``Host`` and ``raw_path`` (path and query
+    as they go on the wire) and ``body``."""
+    amz_date = time.strftime(AMZ_DATE, time.gmtime(now))
+    headers = {"Host": host, "X-Amz-Date": amz_date}
+    signed_headers = ["host", "x-amz-date"]
+    payload_hash = hashlib.sha256(body).hexdigest()
+    canonical = canonical_request(
+        method, raw_path, CIMultiDict(headers), signed_headers, payload_hash
+    )
+    date = amz_date[:8]
+    scope = f"{date}/{region}/{service}/{_TERMINATOR}"
+    signed = signature(canonical, amz_date, scope, signing_key(secret, date, region, service))
+    headers["Authorization"] = (
+        f"{ALGORITHM} Credential={access_key_id}/{scope}, "
+        f"SignedHeaders={';'.join(signed_headers)}, Signature={signed}"
+    )
+    return headers
