@@ -31,7 +31,7 @@ from tests.dialects.cloudflow_client import (
     start,
     update_routes,
 )
-from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor
+from tests.harness import BackgroundLoop, Behaviour, GatewayServer, RecordingExecutor
 
 pytestmark = pytest.mark.network
 
@@ -170,13 +170,43 @@ def test_the_realised_split_follows_traffic(
     assert console_errors(browser) == []
 
 
+FAILED = b'{"status": "Failed", "error": "E.Boom", "cause": "the test executor fails it"}'
+
+
+def test_outcomes_and_run_times_per_version_from_real_executions(
+    browser: Any, gateway: GatewayServer, recording_executor: RecordingExecutor
+) -> None:
+    client = client_for(gateway)
+    create_flow(client, "orders", versions=2)
+    create_alias(client, "orders", "live", ("1", 50), ("2", 50))
+    recording_executor.behaviours["1"] = Behaviour(delay_s=0.04)  # runs of 40 ms and more
+    recording_executor.behaviours["2"] = Behaviour(body=FAILED)  # every run of 2 fails
+    for _ in range(30):
+        start(client, "orders", "live", "{}")
+    sent = recording_executor.versions()
+    open_console(browser, gateway, "#/flow/orders")
+    wait_for(browser, lambda d: realized_executions(d, "live") == {v: sent[v] for v in "12"})
+    row = '.card[data-alias="live"] tr[data-version="{}"] .{}'
+    wait_for(browser, lambda d: text(d, row.format("1", "success")) == "100.0%")
+    wait_for(browser, lambda d: text(d, row.format("2", "success")) == "0.0%")
+    p50 = text(browser, row.format("1", "p50"))
+    assert p50.endswith(" ms") and 32 <= float(p50[:-3]) <= 1000, p50  # its bin holds 40 ms
+    # the failures are drawn: red bars in version 2's chart, none in version 1's
+    chart = '.card[data-alias="live"] tr[data-version="{}"] svg.spark rect.failed'
+    assert len(browser.find_elements(By.CSS_SELECTOR, chart.format("2"))) >= 1
+    assert browser.find_elements(By.CSS_SELECTOR, chart.format("1")) == []
+    assert console_errors(browser) == []
+
+
 # -- rollouts ---------------------------------------------------------------------------
 
 
 def test_abort_on_an_active_rollout_restores_the_routes(
-    browser: Any, gateway: GatewayServer, tmp_path: Path
+    browser: Any, gateway: GatewayServer, recording_executor: RecordingExecutor, tmp_path: Path
 ) -> None:
     client = client_for(gateway)
+    recording_executor.behaviours["1"] = Behaviour(delay_s=0.02)
+    recording_executor.behaviours["2"] = Behaviour(body=FAILED)  # a failing baseline version
     create_flow(client, "orders", versions=3)
     create_alias(client, "orders", "live", ("1", 70), ("2", 30))
     create_alias(client, "orders", "beta", ("3", 100))

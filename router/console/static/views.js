@@ -59,6 +59,7 @@ const Views = (() => {
   function bar(label, segments, kind) {
     const row = el("div", { className: "bar", "data-kind": kind });
     for (const s of segments) {
+      if (!s.share) continue; // nothing to draw (no weight, or no executions yet)
       const seg = el("div", {
         className: `seg c${s.color}`,
         "data-version": s.version,
@@ -69,19 +70,27 @@ const Views = (() => {
       seg.style.width = `${((s.share || 0) * 100).toFixed(3)}%`; // CSSOM: allowed by the CSP
       row.append(seg);
     }
+    if (!row.childElementCount) row.append(el("span", { className: "empty", text: "no executions in the last 5 minutes" }));
     return [el("span", { className: "muted", text: label }), row];
   }
 
+  // Executions per 10 s bucket as bars, failures drawn over them in red.
   function spark(series, width = 150, height = 28) {
     const top = Math.max(1, ...series.started, ...series.failed);
-    const n = series.started.length;
-    const x = (i) => (n > 1 ? (i * (width - 2)) / (n - 1) + 1 : width / 2);
-    const y = (v) => height - 2 - (v * (height - 4)) / top;
-    const line = (values) => values.map((v, i) => `${x(i).toFixed(1)},${y(v).toFixed(1)}`).join(" ");
+    const n = series.started.length || 1;
+    const step = width / n;
     const chart = svg("svg", { class: "spark", width, height, viewBox: `0 0 ${width} ${height}`, role: "img" });
-    chart.append(svg("line", { class: "axis", x1: 0, y1: height - 1, x2: width, y2: height - 1 }));
-    chart.append(svg("polyline", { class: "started", points: line(series.started) }));
-    chart.append(svg("polyline", { class: "failed", points: line(series.failed) }));
+    const title = svg("title");
+    title.textContent = `executions per 10 s over 5 minutes (highest ${top}); failures in red`;
+    chart.append(title, svg("line", { class: "axis", x1: 0, y1: height - 0.5, x2: width, y2: height - 0.5 }));
+    const bars = (values, kind) =>
+      values.forEach((v, i) => {
+        if (!v) return;
+        const h = Math.max(1, (v * (height - 2)) / top);
+        chart.append(svg("rect", { class: kind, x: (i * step + 0.5).toFixed(1), y: (height - h).toFixed(1), width: Math.max(1, step - 1).toFixed(1), height: h.toFixed(1) }));
+      });
+    bars(series.started, "started");
+    bars(series.failed, "failed");
     return chart;
   }
 
@@ -115,7 +124,8 @@ const Views = (() => {
     const finished = ["Succeeded", "RolledBack", "Aborted"].includes(rollout.phase);
     const weights = rollout.stepWeights || [];
     weights.forEach((w, i) => {
-      const state = i < rollout.step || rollout.phase === "Succeeded" ? "step done" : i === rollout.step ? "step current" : "step";
+      // rollout.step counts from 1, as the rollout API answers it
+      const state = i < rollout.step - 1 || rollout.phase === "Succeeded" ? "step done" : i === rollout.step - 1 ? "step current" : "step";
       steps.append(el("div", { className: state, title: `step ${i + 1}: ${w}%` }));
     });
     const counts = Object.entries(rollout.counts || {})
@@ -140,12 +150,12 @@ const Views = (() => {
     }
     const history = el("ol", { className: "history" });
     for (const h of rollout.history.slice(-8).reverse()) {
-      history.append(el("li", { text: `${h.at} ${h.phase} step ${h.step + 1} at ${h.canaryWeight}%: ${h.message}` }));
+      history.append(el("li", { text: `${h.at} ${h.phase} step ${h.step} at ${h.canaryWeight}%: ${h.message}` }));
     }
     return el(
       "div",
       { className: "rollout", "data-phase": rollout.phase },
-      el("div", {}, el("span", { className: "phase", text: rollout.phase }), document.createTextNode(` to version ${rollout.targetVersion}, step ${rollout.step + 1}/${weights.length}, canary weight ${rollout.canaryWeight}%, evidence ${Number(rollout.evidence).toFixed(2)}`)),
+      el("div", {}, el("span", { className: "phase", text: rollout.phase }), document.createTextNode(` to version ${rollout.targetVersion}, step ${rollout.step}/${weights.length}, canary weight ${rollout.canaryWeight}%, evidence ${Number(rollout.evidence).toFixed(2)}`)),
       steps,
       el("div", { className: "message", text: rollout.message }),
       counts ? el("div", { className: "muted counts", text: counts }) : null,
