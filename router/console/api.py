@@ -40,6 +40,7 @@ from router.rollout.api import DIALECT, REQUEST_ID_HEADER
 from router.rollout.controller import ROLLOUTS
 from router.service import Gateway
 from router.store.base import Store
+from router.store.stats import BUCKET_MS
 
 log = logging.getLogger("flow_router.console")
 
@@ -129,7 +130,8 @@ async def get_flow(request: web.Request, store: Store, name: str) -> data.Json:
     snapshot = await store.snapshot(name, by_id=False)
     flow = snapshot.flow
     now = now_ms()
-    stats = await store.execution_stats(flow.id, now - data.WINDOW_MS, now)
+    shown = data.window(now)
+    stats = await store.execution_stats(flow.id, shown.start * BUCKET_MS, now)
     rollouts: dict[str, data.Json] = {}
     controller = request.app.get(ROLLOUTS)
     if controller is not None:

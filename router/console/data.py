@@ -40,6 +40,12 @@ FINALS = frozenset(s.value for s in Status if s.is_final)
 Json = dict[str, Any]
 
 
+def window(now_ms: int) -> range:
+    """The buckets shown at ``now_ms``: the current one (partly filled) and those before
+    it, WINDOW_MS in all."""
+    return bucket_range(now_ms - WINDOW_MS + BUCKET_MS, now_ms)
+
+
 def route_list(alias: Alias) -> list[Json]:
     total = sum(r.weight for r in alias.routes) or 1
     return [
@@ -119,7 +125,7 @@ def flow_detail(
 ) -> Json:
     """The alias view of one flow: per alias, configured and realised split, per
     version counts, ratios, run-time quantiles and series, and its rollout status."""
-    buckets = bucket_range(now_ms - WINDOW_MS + 1, now_ms)
+    buckets = window(now_ms)
     first = buckets.start
     per: dict[str, dict[str, _Version]] = {}
     for n, counts in stats.items():

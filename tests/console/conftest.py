@@ -10,6 +10,7 @@ only thing it loads.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 from collections.abc import Iterator
@@ -98,3 +99,11 @@ def screenshot_path(tmp_path: Path) -> Path:
     is made so), else the test's temporary directory."""
     chosen = os.environ.get("FLOW_ROUTER_CONSOLE_SCREENSHOT")
     return Path(chosen) if chosen else tmp_path / "console.png"
+
+
+# Without selenium the browser modules cannot even be imported: leave them out (they
+# would skip anyway), unless the browser is required, when the import error fails.
+if importlib.util.find_spec("selenium") is None and not os.environ.get(
+    "FLOW_ROUTER_REQUIRE_BROWSER"
+):
+    collect_ignore = ["test_console_browser.py", "test_console_auth_scale.py"]
