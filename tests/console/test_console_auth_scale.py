@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from selenium.webdriver.common.by import By
 
-from router.model import Alias, Flow, Route, new_id
+from router.model import Alias, AliasUpdate, Flow, Route, new_id
 from router.store.base import Store
 from tests.console.test_console_browser import (
     configured,
@@ -113,6 +113,12 @@ async def _populate(store: Store) -> None:
         await asyncio.gather(*(one(i) for i in range(start, start + 50)))
 
 
+async def _reweigh(store: Store, flow_name: str, alias: str) -> None:
+    flow = await store.get_flow(flow_name)
+    update = AliasUpdate(routes=(Route(1, 50), Route(2, 50)))
+    await store.update_alias(flow.id, alias, update, 2)
+
+
 def _timings(driver: Any) -> dict[str, float]:
     found: dict[str, str] = driver.execute_script("return {...document.body.dataset}")
     return {k: float(v) for k, v in found.items()}
@@ -129,7 +135,11 @@ def test_500_flows_of_20_aliases_render_and_update(
     assert text(browser, "#flow-count") == f"{FLOWS} of {FLOWS} flows"
     assert len(browser.find_elements(By.CSS_SELECTOR, ".alias-chip")) == 50 * ALIASES
     wait_for(browser, lambda d: _timings(d)["updates"] >= first["updates"] + 1)
-    update = _timings(browser)
+    update = _timings(browser)  # nothing changed: fetched, compared, not redrawn
+    bg_loop.run(_reweigh(redis_store, "flow-0001", "alias-05"))
+    chip = 'tr[data-flow="flow-0001"] .alias-chip[data-alias="alias-05"]'
+    wait_for(browser, lambda d: text(d, chip) == "alias-05 1:50 2:50")
+    changed = _timings(browser)  # one alias changed: the page of 50 flows redrawn
     browser.find_element(By.ID, "search").send_keys("flow-0499")
     wait_for(browser, lambda d: text(d, "#flow-count") == f"1 of {FLOWS} flows")
     browser.find_element(By.CSS_SELECTOR, "a.flow-link").click()
@@ -142,8 +152,11 @@ def test_500_flows_of_20_aliases_render_and_update(
         f"\nconsole at {FLOWS} flows x {ALIASES} aliases (ms): "
         f"flows list first render {first['firstRenderMs']:.0f} after navigation start "
         f"(fetch {first['fetchMs']:.0f}, render {first['renderMs']:.0f}); "
-        f"list update {update['updateMs']:.0f} (fetch {update['fetchMs']:.0f}, render "
-        f"{update['renderMs']:.0f}); flow of {ALIASES} aliases: fetch {detail['fetchMs']:.0f}, "
+        f"list update {update['updateMs']:.0f} (fetch {update['fetchMs']:.0f}, "
+        f"render {update['renderMs']:.0f}); "
+        f"list update with a change {changed['updateMs']:.0f} "
+        f"(fetch {changed['fetchMs']:.0f}, render {changed['renderMs']:.0f}); "
+        f"flow of {ALIASES} aliases: fetch {detail['fetchMs']:.0f}, "
         f"render {detail['renderMs']:.0f}; its update {detail_update['updateMs']:.0f} "
         f"(fetch {detail_update['fetchMs']:.0f}, render {detail_update['renderMs']:.0f})"
     )
