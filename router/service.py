@@ -90,7 +90,6 @@ class Gateway:
         self._random = (rng or random.Random()).random
         self.definitions = Definitions(store, self.settings.definition_cache_bytes)
         self._idempotency = Idempotency(store, idempotency_ttl_s)
-        self.before_alias_delete: Callable[[Flow, str], Awaitable[None]] | None = None
         self.executions = Executions(
             store,
             forwarder,
@@ -99,6 +98,7 @@ class Gateway:
             retention_s=self.settings.execution_retention_s,
             callbacks=callbacks,
         )
+        self.before_alias_delete: Callable[[Flow, str], Awaitable[None]] | None = None
 
     async def idempotent(
         self, scope: str, token: str | None, params: Mapping[str, Any], create: Create[T]

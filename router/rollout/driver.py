@@ -79,10 +79,17 @@ class Driver:
         self._watched = set(active)
 
     async def _reconcile(self, flow_id: str, alias: str) -> None:
+        if (flow_id, alias) not in self._watched:
+            # First sight: export the zero counts before any verdict (RolloutMetrics.prepare).
+            with contextlib.suppress(RouterError):
+                self.metrics.prepare((await self.rollouts.observe(flow_id, alias)).rollout)
         try:
             o = await self.rollouts.reconcile(flow_id, alias)
         except RouterError as e:  # Unavailable, a concurrent change: next tick
             log.warning("rollout of %s/%s not reconciled: %s", flow_id, alias, e.message)
+            return
+        except Exception:  # a bug: logged, and the other rollouts still move
+            log.exception("rollout of %s/%s failed to reconcile", flow_id, alias)
             return
         if o is not None:
             evidence = o.verdict.evidence if o.verdict else o.rollout.evidence

@@ -12,8 +12,10 @@ import contextlib
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from router.rollout.decision import Phase
+from router.rollout.decision import ACTIVE_PHASES, Phase
 from router.rollout.state import Rollout
+
+FINISHED = tuple(p for p in Phase if p not in ACTIVE_PHASES)
 
 
 class RolloutMetrics:
@@ -70,7 +72,15 @@ class RolloutMetrics:
                     self.phase.remove(flow, alias, phase.value)
         self._shown.clear()
 
+    def prepare(self, r: Rollout) -> None:
+        """Export 0 for every result of an active rollout, so the first count is an
+        increase that ``increase()`` and ``rate()`` see (a series born at 1 is not)."""
+        for phase in FINISHED:
+            self.finished.labels(r.flow, r.alias, phase.value)
+
     def count_finished(self, before: Rollout | None, after: Rollout, _status: object) -> None:
         """A ``Rollouts`` listener: count each rollout once, when its write finished it."""
-        if not after.active and (before is None or before.active):
+        if after.active:
+            self.prepare(after)
+        elif before is None or before.active:
             self.finished.labels(after.flow, after.alias, after.phase.value).inc()

@@ -23,7 +23,9 @@ from router.rollout.state import Rollout
 
 log = logging.getLogger("flow_router.rollout")
 
-TIMEOUT_S = 5.0
+# Below the driver's lease (5 s), so a tick that waits on a confirm-promotion hook
+# still renews it in time.
+TIMEOUT_S = 3.0
 MAX_PENDING = 100
 HEADERS = {"Content-Type": "application/json", "User-Agent": "flow-router-rollout"}
 
@@ -43,6 +45,11 @@ class Webhooks:
 
     async def start(self) -> None:
         self._session = aiohttp.ClientSession(timeout=self._timeout)
+
+    async def drain(self) -> None:
+        """Wait for the event posts in flight (each is bounded by the timeout)."""
+        while self._pending:
+            await asyncio.wait(list(self._pending))
 
     async def close(self) -> None:
         for task in list(self._pending):

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import urllib.request
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -125,6 +126,29 @@ def _traffic(gateway: GatewayServer) -> None:
         codes.add(answer.status)
     assert codes == {200, 502}, codes  # both versions ran (seeded choice), version 2 failed
     raw_call(gateway, "StartExecution", {"FlowName": "orders", "Qualifier": "1"})
+    _rolled_back(gateway)
+
+
+def _rolled_back(gateway: GatewayServer) -> None:
+    """A rollout to the failing version 2, rolled back by the gateway's own driver: every
+    rollout metric has series, ``result="RolledBack"`` among them."""
+    routes = [{"Version": "1", "Weight": 100}]
+    _ok(gateway, "CreateFlowAlias", FlowName="orders", Name="canary",
+        RoutingConfigurations=json.dumps(routes))  # fmt: skip
+    rollout = f"{gateway.url}/v1/flows/orders/aliases/canary/rollout"
+    body = json.dumps({"targetVersion": "2", "stepWeights": [50]}).encode()
+    put = urllib.request.Request(rollout, body, {"Content-Type": "application/json"}, method="PUT")
+    with urllib.request.urlopen(put, timeout=10) as answer:
+        assert answer.status == 201
+    deadline = time.monotonic() + 60  # about 12 failures of the canary roll it back
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(rollout, timeout=10) as answer:
+            if json.loads(answer.read())["phase"] == "RolledBack":
+                return
+        for _ in range(5):
+            raw_call(gateway, "StartExecution", {"FlowName": "orders", "Qualifier": "canary"})
+        time.sleep(0.05)  # polling pace: the driver decides once a second
+    pytest.fail("the failing canary was never rolled back")
 
 
 def _scrape(gateway: GatewayServer) -> str:

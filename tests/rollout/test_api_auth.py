@@ -13,21 +13,18 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from alibabacloud_fnf20190315.client import Client as CloudFlowClient
-from alibabacloud_tea_openapi.utils_models import Config as SdkConfig
 
 from router.store.memory import MemoryStore
-from tests.auth.signing import AKID, CREDENTIALS, SECRET, now_utc, send, sigv4_request
+from tests.auth.signing import CREDENTIALS, now_utc, send, sigv4_request
 from tests.dialects import cloudflow_client as cf
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor
 from tests.rollout.v1_helpers import (
-    ALIAS,
-    FLOW,
     TARGET,
     assert_error,
     assert_status_shape,
     call,
     gateway_for,
+    make_signed_flow,
     path,
     signed_call,
 )
@@ -39,21 +36,10 @@ START = {"targetVersion": TARGET, "minStepSeconds": 3600}
 def signed(
     bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
 ) -> Iterator[GatewayServer]:
-    """A gateway that requires signatures, with flow ``orders``: versions 1-3, alias
-    ``live`` on version 1 (made through the signed CloudFlow SDK)."""
+    """A gateway that requires signatures, with the flow to roll out (signed SDK calls)."""
     store = MemoryStore()
     for server in gateway_for(bg_loop, store, recording_executor, credentials=dict(CREDENTIALS)):
-        client = CloudFlowClient(
-            SdkConfig(
-                access_key_id=AKID,
-                access_key_secret=SECRET,
-                endpoint=f"127.0.0.1:{server.port}",
-                protocol="http",
-                region_id="cn-hangzhou",
-            )
-        )
-        cf.create_flow(client, FLOW, versions=3)
-        cf.create_alias(client, FLOW, ALIAS, ("1", 100))
+        make_signed_flow(server)
         yield server
 
 

@@ -13,8 +13,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from alibabacloud_fnf20190315.client import Client as CloudFlowClient
+from alibabacloud_tea_openapi.utils_models import Config as SdkConfig
+
 from router.store.base import Store
-from tests.auth.signing import send, sigv4_request
+from tests.auth.signing import AKID, SECRET, send, sigv4_request
+from tests.dialects import cloudflow_client as cf
 from tests.dialects.conftest import start_gateway
 from tests.harness import BackgroundLoop, GatewayServer, RecordingExecutor
 from tests.processes import Connection, ok, routing, setup_flow
@@ -134,3 +138,18 @@ def alias_routes(conn: Connection, flow: str = FLOW, alias: str = ALIAS) -> list
 
 def expected_baseline() -> list[tuple[str, int]]:
     return sorted((r["Version"], r["Weight"]) for r in routing(*BASELINE))
+
+
+def make_signed_flow(gateway: GatewayServer, flow: str = FLOW, alias: str = ALIAS) -> None:
+    """:func:`make_flow` on a gateway with credentials, through the signed CloudFlow SDK."""
+    client = CloudFlowClient(
+        SdkConfig(
+            access_key_id=AKID,
+            access_key_secret=SECRET,
+            endpoint=f"127.0.0.1:{gateway.port}",
+            protocol="http",
+            region_id="cn-hangzhou",
+        )
+    )
+    cf.create_flow(client, flow, versions=3)
+    cf.create_alias(client, flow, alias, *((str(v), w) for v, w in BASELINE))
