@@ -46,7 +46,6 @@ ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
     errors.RolloutFinished: (409, "RolloutFinished"),
     errors.AlreadyExists: (409, "Conflict"),
     errors.Conflict: (409, "Conflict"),
-    errors.QuotaExceeded: (409, "QuotaExceeded"),
     errors.Throttled: (429, "Throttled"),
     # router/auth: which check failed, as AWS names them where it has a name
     errors.MissingSignature: (403, "MissingAuthenticationToken"),
@@ -56,8 +55,7 @@ ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
     errors.RequestExpired: (403, "RequestExpired"),
     errors.AuthenticationFailed: (403, "AccessDenied"),
     errors.Unavailable: (503, "ServiceUnavailable"),
-    errors.ExecutorError: (502, "ExecutorError"),
-    errors.RouterError: (500, INTERNAL),
+    errors.RouterError: (500, INTERNAL),  # none other reaches these operations
 }
 
 

@@ -8,12 +8,15 @@ view never fails where the JSON would have been readable.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 FINISHED = frozenset({"Succeeded", "RolledBack", "Aborted"})
 BAR_WIDTH = 30
 HISTORY_LINES = 5
+MAX_UNKNOWN_STEPS = 20
+_STEP_OF = re.compile(r"\bstep \d+/(\d+)\b")  # "step 2/3": the number of steps, as a hint
 
 
 def finished(status: Mapping[str, Any]) -> bool:
@@ -32,19 +35,26 @@ def _number(value: Any) -> str:
     return f"{value:.3g}" if isinstance(value, float) else str(value)
 
 
-def step_weights(status: Mapping[str, Any]) -> list[int]:
-    """The canary weights of the steps, then 100: the status's ``stepWeights`` when it
-    has them, else every weight the history and the current step show."""
+def step_weights(status: Mapping[str, Any]) -> list[int | None]:
+    """The canary weights of the steps, then 100; ``None`` for a step not reached yet
+    whose weight the status does not say.
+
+    The status's ``stepWeights`` when it has them; else every weight the history and
+    the current step show, plus as many unknown steps as the messages' ``step i/n``
+    (the gateway's wording, used only as a hint) say are still to come.
+    """
     given = status.get("stepWeights")
-    if isinstance(given, list) and all(_int(w, -1) > 0 for w in given):
-        weights = set(given)
-    else:
-        weights = {_int(status.get("canaryWeight"))}
-        history = status.get("history")
-        for event in history if isinstance(history, list) else ():
-            if isinstance(event, Mapping):
-                weights.add(_int(event.get("canaryWeight")))
-    return sorted(w for w in weights | {100} if 0 < w <= 100)
+    if isinstance(given, list) and given and all(_int(w, -1) > 0 for w in given):
+        steps: list[int | None] = sorted({*given, 100})
+        return steps
+    history = status.get("history")
+    events = [e for e in history if isinstance(e, Mapping)] if isinstance(history, list) else []
+    seen = {_int(e.get("canaryWeight")) for e in events} | {_int(status.get("canaryWeight"))}
+    known = sorted(w for w in seen if 0 < w < 100)
+    texts = [status.get("message"), *(e.get("message") for e in events)]
+    totals = [int(n) for t in texts if isinstance(t, str) for n in _STEP_OF.findall(t)]
+    unknown = max(totals, default=0) - len(known)
+    return [*known, *([None] * max(0, min(unknown, MAX_UNKNOWN_STEPS))), 100]
 
 
 def steps_bar(status: Mapping[str, Any]) -> str:
@@ -58,6 +68,9 @@ def steps_bar(status: Mapping[str, Any]) -> str:
         reached = max((_int(e.get("canaryWeight")) for e in events), default=0)
     cells = []
     for w in step_weights(status):
+        if w is None:
+            cells.append("[?% ]")
+            continue
         if phase == "Succeeded" or w < reached:
             mark = "✓"
         elif w == reached:

@@ -315,3 +315,24 @@ def test_a_lost_store_is_503_without_internals(
                 assert not INTERNALS.search(reply.body["message"]), reply.body
     finally:
         redis.stop()
+
+
+@pytest.mark.parametrize(
+    "label",
+    ["%00", "%FF", "%C3%28", "x" * 4000, "%7B%7D", "..", ".", "%2E%2E", "a%0Ab", "%25"],
+)
+def test_odd_names_are_a_404_never_a_500(
+    gateway: GatewayServer, conn: Connection, label: str
+) -> None:
+    for target, code in (
+        (f"/v1/flows/{label}/aliases/{ALIAS}/rollout", "FlowNotFound"),
+        (f"/v1/flows/{FLOW}/aliases/{label}/rollout", "AliasNotFound"),
+    ):
+        assert_error(call(gateway, "GET", target), 404, code)
+        assert_error(call(gateway, "PUT", target, {"targetVersion": "1"}), 404, code)
+        assert_error(call(gateway, "POST", target + "/abort"), 404, code)
+
+
+def test_deeply_nested_json_is_a_400(gateway: GatewayServer, conn: Connection) -> None:
+    raw = b'{"targetVersion": "3", "analysis": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
+    assert_error(call(gateway, "PUT", path(), raw=raw), 400, "InvalidArgument")

@@ -28,7 +28,7 @@ STATUS: dict[str, Any] = {
         "2": {"executions": 110, "failed": 1, "slow": 0},
     },
     "evidence": 1.8372,
-    "message": "step 2 of 3 (25%): waiting for 200 canary executions (120 so far)",
+    "message": "analysing step 2/3 (25%): 120 of 200 canary executions",
     "startedAt": "2026-12-01T09:00:00.000Z",
     "updatedAt": "2026-12-01T09:05:00.000Z",
     "history": [
@@ -44,7 +44,8 @@ def test_the_view_shows_steps_weight_counts_evidence_and_message() -> None:
     text = view.render(STATUS)
     assert "orders/live → version 3" in text
     assert "Progressing" in text
-    assert "[5% ✓][25% ▶][100%  ]" in text  # steps seen so far, then the promotion
+    # the steps seen so far, one more the message says is to come, then the promotion
+    assert "[5% ✓][25% ▶][?% ][100%  ]" in text
     assert "█" * 8 + "░" * 22 in text  # 25% of a 30-wide bar, rounded
     assert "3: 25%, 1: 52.5%, 2: 22.5%" in text  # the baseline shares the rest 70:30
     assert "3 (canary)" in text and "120" in text
@@ -62,15 +63,22 @@ def test_the_steps_come_from_the_status_when_it_has_them() -> None:
 @pytest.mark.parametrize(
     ("phase", "weight", "bar"),
     [
-        ("Succeeded", 100, "[5% ✓][25% ✓][100% ✓]"),
-        ("RolledBack", 0, "[5% ✓][25% ✗][100%  ]"),
-        ("Aborted", 0, "[5% ✓][25% ✗][100%  ]"),
+        ("Succeeded", 100, "[5% ✓][25% ✓][?% ][100% ✓]"),
+        ("RolledBack", 0, "[5% ✓][25% ✗][?% ][100%  ]"),
+        ("Aborted", 0, "[5% ✓][25% ✗][?% ][100%  ]"),
     ],
 )
 def test_a_finished_rollout_shows_where_it_ended(phase: str, weight: int, bar: str) -> None:
     status = {**STATUS, "phase": phase, "canaryWeight": weight}
     assert view.steps_bar(status) == bar
     assert view.finished(status)
+
+
+def test_without_a_hint_only_the_steps_seen_are_drawn() -> None:
+    status = {**STATUS, "message": "held", "history": STATUS["history"][:1], "canaryWeight": 5}
+    assert view.steps_bar({**status, "history": [{**status["history"][0], "message": ""}]}) == (
+        "[5% ▶][100%  ]"
+    )
 
 
 def test_routes_after_a_rollback_are_the_baseline() -> None:
