@@ -209,3 +209,41 @@ def test_the_window_keeps_the_last_5_minutes_and_counts_each_kind() -> None:
     assert [r["share"] for r in live["realized"]] == [0.75, 0.0, 0.25]
     assert [r["share"] for r in live["routes"]] == [0.75, 0.25]
     assert shown["firstBucketAt"] == (1_000 - 29) * BUCKET_MS
+
+
+def test_rollouts_in_the_list_and_the_detail(gateway: GatewayServer) -> None:
+    client = client_for(gateway)
+    create_flow(client, "orders", versions=2)
+    create_alias(client, "orders", "live", ("1", 100))
+    create_alias(client, "orders", "beta", ("1", 100))
+    body = {"targetVersion": "2", "stepWeights": [10, 40], "minStepSeconds": 3600}
+    put = urllib.request.Request(
+        gateway.url + "/v1/flows/orders/aliases/live/rollout",
+        data=json.dumps(body).encode(),
+        method="PUT",
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(put, timeout=10) as response:
+        started = json.loads(response.read())
+    _, page = get(gateway, "/v1/console/flows")
+    assert {a["name"]: a["rollout"] for a in page["flows"][0]["aliases"]} == {
+        "beta": False,
+        "live": True,
+    }
+    _, detail = get(gateway, "/v1/console/flows/orders")
+    rollouts = {a["name"]: a["rollout"] for a in detail["aliases"]}
+    assert rollouts["beta"] is None
+    live = rollouts["live"]
+    assert live["stepWeights"] == [10, 40]
+    assert {k: v for k, v in live.items() if k != "stepWeights"}.keys() == started.keys()
+    assert (live["phase"], live["step"], live["canaryWeight"]) == ("Progressing", 1, 10)
+    abort = urllib.request.Request(
+        gateway.url + "/v1/flows/orders/aliases/live/rollout/abort", method="POST"
+    )
+    urllib.request.urlopen(abort, timeout=10).close()
+    _, page = get(gateway, "/v1/console/flows")
+    assert [a["rollout"] for a in page["flows"][0]["aliases"]] == [False, False]
+    _, detail = get(gateway, "/v1/console/flows/orders")
+    (live_after,) = [a for a in detail["aliases"] if a["name"] == "live"]
+    assert live_after["rollout"]["phase"] == "Aborted"  # the last rollout stays readable
+    assert [(r["version"], r["weight"]) for r in live_after["routes"]] == [("1", 100)]
