@@ -92,19 +92,19 @@ async def list_flows(
 ) -> data.Json:
     """The flows whose name contains ``search`` (any case), ``limit`` from ``offset``."""
     needle = search.casefold()
-    matched = []
+    matched: list[tuple[str, str]] = []
     token = None
     total = 0
-    while total < MAX_SCAN:
-        page = await store.list_flows(LIST_PAGE, token)
+    while total < MAX_SCAN:  # names only: the flows themselves are read for one page
+        page = await store.list_flow_names(LIST_PAGE, token)
         total += len(page.items)
-        matched += [f for f in page.items if needle in f.name.casefold()]
+        matched += [f for f in page.items if needle in f[0].casefold()]
         token = page.next_token
         if token is None:
             break
     shown = matched[offset : offset + limit]
     snapshots = await asyncio.gather(
-        *(store.snapshot(f.id, by_id=True) for f in shown), return_exceptions=True
+        *(store.snapshot(flow_id, by_id=True) for _, flow_id in shown), return_exceptions=True
     )
     rolling: dict[str, list[str]] = {}
     for flow_id, alias in active:

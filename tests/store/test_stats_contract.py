@@ -238,3 +238,22 @@ async def test_memory_buckets_expire_an_hour_after_their_last_write() -> None:
     await store.put_executions([a_record(flow.id, "new", T0 + BUCKET_MS)], TTL)
     clock.skipped += 2
     assert await store.execution_stats(flow.id, T0, T0 + BUCKET_MS) == {B0 + 1: {k(STARTED): 1}}
+
+
+# -- flow names (the console's search reads them without the flows) --------------------
+
+
+async def test_flow_names_page_like_the_flows(store: Store) -> None:
+    flows = [await flow_with_versions(store, 0, name=f"f{i:02}") for i in range(7)]
+    await store.delete_flow(flows[3].id, force=True)
+    names, token = [], None
+    while True:
+        page = await store.list_flow_names(2, token)
+        assert len(page.items) <= 2
+        names += page.items
+        token = page.next_token
+        if token is None:
+            break
+    expected = [(f.name, f.id) for i, f in enumerate(flows) if i != 3]
+    assert names == expected
+    assert [(f.name, f.id) for f in (await store.list_flows(100)).items] == expected
