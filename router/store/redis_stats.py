@@ -52,24 +52,32 @@ def finish_args(raw_prefix: str, flow_id: str, at: int) -> list[Any]:
     return [stats_index(raw_prefix, flow_id), STATS_TTL_S, at, bucket_of(at)]
 
 
-# Lua: ``Stats(index, ttl)`` counts ``field`` in bucket ``n`` with ``count(n, field)``:
-# each bucket touched gets its TTL and a place in the index once per script call;
-# ``close()`` renews the index's TTL and forgets numbers long expired.
+# Lua: ``Stats(index, ttl)`` counts ``field`` in bucket ``n`` with ``count(n, field)``,
+# adding up in the script first: ``close()`` writes one HINCRBY per distinct counter
+# (a journal flush of 256 executions of one version bumps a handful), gives each
+# bucket touched its TTL and its place in the index, renews the index's TTL and
+# forgets numbers long expired.
 LUA_STAT = f"""
 local function Stats(index, ttl)
-  local seen, newest, self = {{}}, nil, {{}}
+  local pending, self = {{}}, {{}}
   function self.count(n, field)
-    local key = index .. ':' .. n
-    redis.call('HINCRBY', key, field, 1)
-    if not seen[n] then
-      seen[n] = true
+    local bucket = pending[n]
+    if not bucket then
+      bucket = {{}}
+      pending[n] = bucket
+    end
+    bucket[field] = (bucket[field] or 0) + 1
+  end
+  function self.close()
+    local newest = nil
+    for n, fields in pairs(pending) do
+      local key = index .. ':' .. n
+      for field, by in pairs(fields) do redis.call('HINCRBY', key, field, by) end
       redis.call('EXPIRE', key, ttl)
       redis.call('ZADD', index, n, n)
       local b = tonumber(n)
       if newest == nil or b > newest then newest = b end
     end
-  end
-  function self.close()
     if newest ~= nil then
       redis.call('EXPIRE', index, ttl)
       redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. (newest - {2 * MAX_BUCKETS}))
