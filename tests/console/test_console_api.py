@@ -126,7 +126,10 @@ def test_errors_in_the_v1_envelope(gateway: GatewayServer) -> None:
 
 
 def test_every_replica_shows_the_same_numbers(
-    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, recording_executor: RecordingExecutor
+    request: pytest.FixtureRequest,
+    bg_loop: BackgroundLoop,
+    recording_executor: RecordingExecutor,
+    redis_server: Any,
 ) -> None:
     backend = make_backend("redis", request)
     replicas = [start_gateway(bg_loop, backend.open(), recording_executor) for _ in range(2)]

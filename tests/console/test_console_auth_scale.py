@@ -11,6 +11,7 @@ import json
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -180,7 +181,11 @@ def _timings(driver: Any) -> dict[str, float]:
 
 @pytest.mark.slow
 def test_500_flows_of_20_aliases_render_and_update(
-    browser: Any, gateway: GatewayServer, redis_store: Store, bg_loop: BackgroundLoop
+    browser: Any,
+    gateway: GatewayServer,
+    redis_store: Store,
+    bg_loop: BackgroundLoop,
+    tmp_path: Path,
 ) -> None:
     bg_loop.run(_populate(redis_store))
     open_console(browser, gateway)
@@ -190,6 +195,7 @@ def test_500_flows_of_20_aliases_render_and_update(
     assert len(browser.find_elements(By.CSS_SELECTOR, ".alias-chip")) == 50 * ALIASES
     wait_for(browser, lambda d: _timings(d)["updates"] >= first["updates"] + 1)
     update = _timings(browser)  # nothing changed: fetched, compared, not redrawn
+    browser.save_screenshot(str(tmp_path / "flows.png"))
     bg_loop.run(_reweigh(redis_store, "flow-0001", "alias-05"))
     chip = 'tr[data-flow="flow-0001"] .alias-chip[data-alias="alias-05"]'
     wait_for(browser, lambda d: text(d, chip) == "alias-05 1:50 2:50")
