@@ -36,6 +36,7 @@ from router.dialects import envelope
 from router.metrics import Metrics
 from router.model import now_ms
 from router.rollout import api_errors
+from router.rollout import state as rollout_state
 from router.rollout.api import DIALECT, REQUEST_ID_HEADER
 from router.rollout.controller import ROLLOUTS
 from router.service import Gateway
@@ -87,10 +88,9 @@ def _offset(raw: str | None) -> int:
     return int(raw)
 
 
-async def list_flows(
-    store: Store, search: str, limit: int, offset: int, active: list[tuple[str, str]]
-) -> data.Json:
-    """The flows whose name contains ``search`` (any case), ``limit`` from ``offset``."""
+async def list_flows(store: Store, search: str, limit: int, offset: int) -> data.Json:
+    """The flows whose name contains ``search`` (any case), ``limit`` from ``offset``,
+    with the phase of each active rollout among them."""
     needle = search.casefold()
     matched: list[tuple[str, str]] = []
     token = None
@@ -106,9 +106,12 @@ async def list_flows(
     snapshots = await asyncio.gather(
         *(store.snapshot(flow_id, by_id=True) for _, flow_id in shown), return_exceptions=True
     )
-    rolling: dict[str, list[str]] = {}
-    for flow_id, alias in active:
-        rolling.setdefault(flow_id, []).append(alias)
+    shown_ids = {flow_id for _, flow_id in shown}
+    active = [(f, a) for f, a in await store.active_rollouts() if f in shown_ids]
+    rolling: dict[str, dict[str, str]] = {}
+    for (flow_id, alias), phase in zip(active, await _phases(store, active), strict=True):
+        if phase is not None:
+            rolling.setdefault(flow_id, {})[alias] = phase
     flows = []
     for snapshot in snapshots:
         if isinstance(snapshot, errors.FlowNotFound):
@@ -116,7 +119,7 @@ async def list_flows(
         if isinstance(snapshot, BaseException):
             raise snapshot
         flow = snapshot.flow
-        flows.append(data.flow_summary(flow, snapshot.aliases, rolling.get(flow.id, ())))
+        flows.append(data.flow_summary(flow, snapshot.aliases, rolling.get(flow.id, {})))
     following = offset + limit
     return {
         "flows": flows,
@@ -124,6 +127,19 @@ async def list_flows(
         "matched": len(matched),
         "nextToken": str(following) if following < len(matched) else None,
     }
+
+
+async def _phases(store: Store, active: list[tuple[str, str]]) -> list[str | None]:
+    """The phase of each (flow id, alias) rollout; ``None`` where it is gone meanwhile."""
+
+    async def phase(flow_id: str, alias: str) -> str | None:
+        try:
+            _, stored = await store.get_rollout(flow_id, alias)
+        except (errors.FlowNotFound, errors.AliasNotFound):
+            return None
+        return None if stored is None else rollout_state.decode(stored.doc).phase.value
+
+    return list(await asyncio.gather(*(phase(f, a) for f, a in active)))
 
 
 async def get_flow(request: web.Request, store: Store, name: str) -> data.Json:
@@ -172,8 +188,7 @@ class Console:
         query = request.query
         if routed.flow is None:
             limit, offset = _limit(query.get("limit")), _offset(query.get("nextToken"))
-            active = await store.active_rollouts()
-            body = await list_flows(store, query.get("search", ""), limit, offset, active)
+            body = await list_flows(store, query.get("search", ""), limit, offset)
         else:
             body = await get_flow(request, store, routed.flow)
         return web.Response(

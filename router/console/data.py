@@ -19,7 +19,7 @@ replica answers the same.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,15 +54,14 @@ def route_list(alias: Alias) -> list[Json]:
     ]
 
 
-def flow_summary(flow: Flow, aliases: Sequence[Alias], active: Iterable[str]) -> Json:
-    """One row of the flows list: the aliases' configured weights, and which are in a
-    rollout (``active``: alias names)."""
-    rolling = set(active)
+def flow_summary(flow: Flow, aliases: Sequence[Alias], active: Mapping[str, str]) -> Json:
+    """One row of the flows list: the aliases' configured weights, and the phase of
+    those in an active rollout (``active``: alias name -> phase)."""
     return {
         "name": flow.name,
         "id": flow.id,
         "aliases": [
-            {"name": a.name, "routes": route_list(a), "rollout": a.name in rolling}
+            {"name": a.name, "routes": route_list(a), "rollout": active.get(a.name)}
             for a in sorted(aliases, key=lambda a: a.name)
         ],
     }

@@ -65,7 +65,7 @@ def test_flows_list_search_and_pages(gateway: GatewayServer) -> None:
                 {"version": "1", "weight": 90, "share": 0.9},
                 {"version": "2", "weight": 10, "share": 0.1},
             ],
-            "rollout": False,
+            "rollout": None,
         }
     ]
 
@@ -230,8 +230,8 @@ def test_rollouts_in_the_list_and_the_detail(gateway: GatewayServer) -> None:
         started = json.loads(response.read())
     _, page = get(gateway, "/v1/console/flows")
     assert {a["name"]: a["rollout"] for a in page["flows"][0]["aliases"]} == {
-        "beta": False,
-        "live": True,
+        "beta": None,
+        "live": "Progressing",  # the phase of an active rollout
     }
     _, detail = get(gateway, "/v1/console/flows/orders")
     rollouts = {a["name"]: a["rollout"] for a in detail["aliases"]}
@@ -245,7 +245,7 @@ def test_rollouts_in_the_list_and_the_detail(gateway: GatewayServer) -> None:
     )
     urllib.request.urlopen(abort, timeout=10).close()
     _, page = get(gateway, "/v1/console/flows")
-    assert [a["rollout"] for a in page["flows"][0]["aliases"]] == [False, False]
+    assert [a["rollout"] for a in page["flows"][0]["aliases"]] == [None, None]
     _, detail = get(gateway, "/v1/console/flows/orders")
     (live_after,) = [a for a in detail["aliases"] if a["name"] == "live"]
     assert live_after["rollout"]["phase"] == "Aborted"  # the last rollout stays readable

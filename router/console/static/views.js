@@ -39,7 +39,12 @@ const Views = (() => {
     const chips = flow.aliases.map((a) =>
       el(
         "span",
-        { className: a.rollout ? "alias-chip rolling" : "alias-chip", "data-alias": a.name },
+        {
+          className: a.rollout ? "alias-chip rolling" : "alias-chip",
+          "data-alias": a.name,
+          "data-rollout": a.rollout || "",
+          title: a.rollout ? `rollout: ${a.rollout}` : undefined,
+        },
         el("b", { text: a.name }),
         document.createTextNode(" " + a.routes.map((r) => `${r.version}:${r.weight}`).join(" ")),
       ),
