@@ -72,12 +72,15 @@
 
   // -- views -----------------------------------------------------------------------
 
-  async function drawFlows() {
+  // Each draw checks, after its fetch, that no newer refresh started meanwhile (the
+  // user navigated): a late answer for the view just left is dropped.
+  async function drawFlows(generation) {
     const query = [["limit", String(PAGE)], ["search", state.search]];
     if (state.token) query.push(["nextToken", state.token]);
     const t0 = performance.now();
     const page = await api("GET", "/v1/console/flows", query);
     const t1 = performance.now();
+    if (generation !== state.generation) return;
     const json = JSON.stringify(page);
     if (json !== state.lastJson) {
       state.lastJson = json;
@@ -95,10 +98,11 @@
     timings(t0, t1);
   }
 
-  async function drawFlow(name) {
+  async function drawFlow(name, generation) {
     const t0 = performance.now();
     const detail = await api("GET", "/v1/console/flows/" + SigV4.strictEncode(name));
     const t1 = performance.now();
+    if (generation !== state.generation) return;
     const json = JSON.stringify(detail.aliases);
     if (json !== state.lastJson) {
       state.lastJson = json;
@@ -156,10 +160,11 @@
     const generation = ++state.generation;
     try {
       const where = route();
-      if (where.flow === null) await drawFlows();
-      else await drawFlow(where.flow);
+      if (where.flow === null) await drawFlows(generation);
+      else await drawFlow(where.flow, generation);
       if (generation === state.generation) showError("");
     } catch (e) {
+      if (generation !== state.generation) return;
       if (e instanceof ApiError && e.status === 403 && signed) {
         sessionStorage.removeItem(KEY);
         return login(`The gateway refused the key: ${e.message}`);
