@@ -121,6 +121,11 @@ def test_the_page_lists_the_flows_without_console_errors(
     browser.find_element(By.ID, "search").send_keys("pay")
     wait_for(browser, lambda d: text(d, "#flow-count") == "1 of 3 flows")
     assert [a.text for a in browser.find_elements(By.CSS_SELECTOR, "a.flow-link")] == ["payments"]
+    # everything it loaded came from the gateway
+    loaded = browser.execute_script(
+        "return performance.getEntriesByType('resource').map((e) => e.name)"
+    )
+    assert loaded and all(url.startswith(gateway.url + "/") for url in loaded), loaded
     # and the page never logged an error (a refused script, a failed request, a CSP report)
     assert console_errors(browser) == []
 
