@@ -8,8 +8,8 @@ import pytest
 from router.errors import InvalidToken
 from router.forward import Forwarder, Timeouts, UpstreamTemplate
 from router.lifecycle import poller as poller_module
-from router.lifecycle.backoff import DEFAULT
-from router.lifecycle.driver import Executions, safety_attempt
+from router.lifecycle.backoff import DEFAULT, cap_attempt
+from router.lifecycle.driver import Executions
 from router.lifecycle.executions import ExecutionQuery, history, scan
 from router.lifecycle.poller import Poller
 from router.lifecycle.record import ExecutionRecord, finish
@@ -103,7 +103,7 @@ def test_history_is_derived_from_the_record() -> None:
 
 
 def test_the_callback_safety_poll_is_at_the_cap() -> None:
-    attempt = safety_attempt(DEFAULT)
+    attempt = cap_attempt(DEFAULT)
     assert DEFAULT.delay(attempt) == DEFAULT.cap_s > DEFAULT.delay(attempt - 1)
 
 
