@@ -1,12 +1,13 @@
 """The rollout driver: one replica at a time reconciles every active rollout.
 
-Thin by design: the lease, the loop and the metrics. Each tick the replica that
-holds the lease (``Store.acquire_lease``, renewed every tick, taken over by
-another replica once it lapses) calls ``Rollouts.reconcile`` on each active
-rollout. A reconcile reads only persisted state (the step's start time among
-it) and writes with a compare-and-set, so a driver killed at any point, or two
-drivers for a moment after a lease lapsed under a slow tick, neither restart a
-step nor advance one early nor apply a verdict twice.
+Thin by design: the lease, the loop and the metrics. An idle tick (no active
+rollout) is one read. Otherwise the replica that holds the lease
+(``Store.acquire_lease``, renewed every tick, taken over by another replica once
+it lapses) calls ``Rollouts.reconcile`` on each active rollout. A reconcile
+reads only persisted state (the step's start time among it) and writes with a
+compare-and-set, so a driver killed at any point, or two drivers for a moment
+after a lease lapsed under a slow tick, neither restart a step nor advance one
+early nor apply a verdict twice.
 """
 
 from __future__ import annotations
@@ -59,8 +60,10 @@ class Driver:
     async def tick(self) -> None:
         store = self.rollouts.store
         try:
+            active = await store.active_rollouts()
+            if not active and not self._watched:
+                return  # idle: one read a tick, and the lease lapses by itself
             held = await store.acquire_lease(LEASE, self.holder, self.lease_ms)
-            active = await store.active_rollouts() if held else []
         except Unavailable:
             held, active = False, []
         if not held:

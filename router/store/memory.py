@@ -239,6 +239,8 @@ class MemoryStore(MemoryRollouts):
             if missing is not None:
                 raise VersionNotFound(str(missing))
         del state.aliases[name]
+        if new.name != name:  # the old name's finished rollout goes (as on Redis)
+            self._drop_rollouts(flow_id, name)
         state.aliases[new.name] = new
         self._changed(state)
         return new

@@ -317,6 +317,7 @@ class RedisStore(RedisExecutions, RedisRollouts):
             if update.routes is not None:  # only new routes must name existing versions
                 args += [r.version for r in new.routes]
             keys = [*self._alias_keys(flow_id), self._global.active_rollouts]
+            keys += [k.rollouts, k.rollout_seq]
             if await self._attempt(self._update_alias, keys, args, flow_id):
                 return new
         raise Conflict(f"flow {flow_id} is being changed concurrently; try again")

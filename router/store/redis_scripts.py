@@ -147,9 +147,9 @@ return {'OK'}
 """
 )
 
-# KEYS: meta, versions, aliases, alias_index, alias_ids, active rollouts.
-# ARGV: expected rev, old name, new name, alias, alias id, flow id, channel,
-# routed versions...
+# KEYS: meta, versions, aliases, alias_index, alias_ids, active rollouts, rollouts,
+# rollout_seq.  ARGV: expected rev, old name, new name, alias, alias id, flow id,
+# channel, routed versions...  A rename drops the old name's finished rollout.
 UPDATE_ALIAS = (
     CHECK_ROUTES
     + """
@@ -167,6 +167,10 @@ local missing = missing_route(KEYS[2], 8)
 if missing then return {'VERSION_NOT_FOUND', missing} end
 redis.call('HDEL', KEYS[3], ARGV[2])
 redis.call('ZREM', KEYS[4], ARGV[2])
+if ARGV[3] ~= ARGV[2] then
+  redis.call('HDEL', KEYS[7], ARGV[2])
+  redis.call('HDEL', KEYS[8], ARGV[2])
+end
 redis.call('HSET', KEYS[3], ARGV[3], ARGV[4])
 redis.call('ZADD', KEYS[4], 0, ARGV[3])
 redis.call('HSET', KEYS[5], ARGV[5], ARGV[3])

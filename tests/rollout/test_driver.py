@@ -59,8 +59,13 @@ async def test_one_driver_at_a_time_and_a_lapsed_lease_is_taken_over() -> None:
 
 async def test_a_cancelled_driver_gives_the_lease_up_at_once() -> None:
     store = MemoryStore()
+    flow = await flow_with_versions(store, 2)
+    await store.create_alias(an_alias(flow, "live", (1, 100)))
     driver = Driver(Rollouts(store), RolloutMetrics(CollectorRegistry()), tick_s=60)
     other = Driver(Rollouts(store), RolloutMetrics(CollectorRegistry()))
+    await other.tick()
+    assert not other.held  # idle: no rollout, so nobody takes the lease
+    await driver.rollouts.start("orders", "live", {"targetVersion": "2"})
     task = asyncio.create_task(driver.run())
     for _ in range(100):
         if driver.held:

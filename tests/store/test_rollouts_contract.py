@@ -135,3 +135,15 @@ async def test_a_lapsed_lease_is_taken_over(store_backend: StoreBackend) -> None
     else:
         pytest.fail("the lapsed lease was never taken over")
     assert not await store.acquire_lease("driver", "a", 60_000)
+
+
+async def test_a_renamed_alias_leaves_its_finished_rollout_behind(store: Store) -> None:
+    flow_id, revision = await _started(store)
+    done = RolloutWrite("live", 1, revision + 1, b"done", False, (Route(1, 100),))
+    assert await store.write_rollout(flow_id, done, 8) is not None
+    await store.update_alias(flow_id, "live", AliasUpdate(name="prod"), 9)
+    _, moved = await store.get_rollout(flow_id, "prod")
+    assert moved is None
+    await store.create_alias(an_alias(await store.get_flow_by_id(flow_id), "live", (1, 100)))
+    _, fresh = await store.get_rollout(flow_id, "live")
+    assert fresh is None  # a new alias of the old name has no rollout of its own yet
