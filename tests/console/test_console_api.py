@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,11 +17,13 @@ import pytest
 from router.console import data
 from router.lifecycle.status import Status
 from router.model import Alias, Flow, Route, new_id
+from router.store.redis import RedisStore
 from router.store.stats import BUCKET_MS, RUN_BOUNDS_MS, STARTED, StatKey
 from tests.dialects.cloudflow_client import client_for, create_alias, create_flow, start
 from tests.dialects.conftest import start_gateway
 from tests.harness import BackgroundLoop, Behaviour, GatewayServer, RecordingExecutor
 from tests.plugin import make_backend
+from tests.redis_servers import RedisServer, redis_binary, start_on_free_port
 from tests.rollout.v1_helpers import signed_call
 
 
@@ -250,3 +253,31 @@ def test_rollouts_in_the_list_and_the_detail(gateway: GatewayServer) -> None:
     (live_after,) = [a for a in detail["aliases"] if a["name"] == "live"]
     assert live_after["rollout"]["phase"] == "Aborted"  # the last rollout stays readable
     assert [(r["version"], r["weight"]) for r in live_after["routes"]] == [("1", 100)]
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, so stopping it disturbs no other test."""
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(redis_binary(), tmp_path / "redis")
+    start_on_free_port(server)
+    yield server
+    server.stop()
+
+
+def test_a_store_outage_is_a_503_not_a_500(
+    bg_loop: BackgroundLoop, recording_executor: RecordingExecutor, own_redis: RedisServer
+) -> None:
+    store = RedisStore.from_url(own_redis.url, f"c{new_id()}")
+    server = start_gateway(bg_loop, store, recording_executor)
+    try:
+        create_flow(client_for(server), "orders", versions=1)
+        assert get(server, "/v1/console/flows/orders")[0] == 200
+        own_redis.stop()
+        for path in ("/v1/console/flows", "/v1/console/flows/orders"):
+            status, body = get(server, path)
+            assert (status, body["code"]) == (503, "ServiceUnavailable"), (path, body)
+            assert "Traceback" not in body["message"] and own_redis.url not in body["message"]
+    finally:
+        bg_loop.run(server.stop())
+        bg_loop.run(store.close())
