@@ -2,7 +2,8 @@
 
 Request routing on the one port (docs/wire.md §1):
 ``/`` → CloudFlow (RPC, dispatch on Action), ``/flows…`` → Bedrock (REST),
-``/v1/…`` → flow-router's own API (rollouts, router/rollout/api),
+``/v1/…`` → flow-router's own API (rollouts, router/rollout/api; the
+console's data, router/console/api), ``/console`` → the operator console,
 ``/metrics``, ``/healthz``, ``/readyz`` → operations, ``/_executor…`` → the
 reference executor when no upstream is configured.
 """
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from router import callbacks, executor, respond
+from router import callbacks, console, executor, respond
 from router.auth import VERIFIER, Verifier
 from router.badrequests import ServerLog
 from router.config import Config
@@ -145,6 +146,8 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
     cloudflow.add_routes(app, GATEWAY, metrics)
     app[bedrock.SETTINGS] = bedrock.BedrockSettings(config.region, config.account_id)
     bedrock.add_routes(app, GATEWAY, metrics)
+    # /console and /v1/console first: the rest of /v1 matches any path under it
+    console.add_routes(app, GATEWAY, metrics, signed=config.credentials is not None)
     rollout_api.add_routes(app, metrics)  # /v1: flow-router's own API (rollouts)
     if config.upstream is None and apart is None:
         executor.add_routes(app)

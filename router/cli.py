@@ -247,10 +247,8 @@ def _limit_settings(args: argparse.Namespace) -> dict[str, Any]:
         "rate_burst": args.rate_burst,
         "auth_store_timeout_s": args.auth_store_timeout,
         "auth_store_failure": args.auth_store_failure,
-        "version_limits": VersionLimits(
-            max_inflight=args.max_inflight_per_version,
-            breaker_failures=args.breaker_failures,
-            breaker_reset_s=args.breaker_reset,
+        "version_limits": VersionLimits(  # max_inflight, breaker_failures, breaker_reset_s
+            args.max_inflight_per_version, args.breaker_failures, args.breaker_reset
         ),
         "max_body_bytes": args.max_body_bytes,
         "body_timeout_s": args.body_timeout,
@@ -340,15 +338,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "rollout":
         return rollout_cli.run(args)
-    level = getattr(args, "log_level", "INFO")
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
+    level = getattr(args, "log_level", "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         if args.command == "executor":
             run_executor(args.host, args.port, cli_lifecycle.executor_behaviour(args))
             return 0
-        return _serve(args, level.upper())
+        return _serve(args, level)
     except ListenError as e:
         print(f"flow-router: {e}", file=sys.stderr)
         return 2

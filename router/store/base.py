@@ -15,7 +15,9 @@ Contract (tested identically against every implementation in
   one Running -> final transition (:meth:`Store.finish_execution`) and the
   per-(alias, revision, version, status) outcome counter it bumps are one
   atomic write, so exactly one caller sees it happen. The counters are not
-  records: they live as long as the flow.
+  records: they live as long as the flow. The same writes count starts,
+  outcomes and run times in 10-second buckets kept for an hour
+  (``router.store.stats``, :meth:`Store.execution_stats`).
 * Polls: a schedule shared by every replica; a claimed entry is leased (its
   due time moves ``lease_ms`` ahead), so a replica that dies holding it
   orphans nothing, and two claimers never get the same entry.
@@ -36,6 +38,7 @@ from router.errors import InvalidToken, QuotaExceeded
 from router.lifecycle.record import ExecutionRecord as Record
 from router.lifecycle.status import Status
 from router.model import Alias, AliasUpdate, Flow, FlowUpdate, FlowVersion, Route
+from router.store.stats import ExecutionStats
 
 T = TypeVar("T")
 
@@ -131,6 +134,13 @@ class Store(Protocol):
     async def get_flow(self, name: str) -> Flow: ...
     async def get_flow_by_id(self, flow_id: str) -> Flow: ...
     async def list_flows(self, limit: int, token: str | None = None) -> Page[Flow]: ...
+    async def list_flow_names(
+        self, limit: int, token: str | None = None
+    ) -> Page[tuple[str, str]]:
+        """(name, id) of each flow, in the order and pages of ``list_flows``, without
+        reading the flows (the console searches names)."""
+        ...
+
     async def update_flow(self, flow_id: str, update: FlowUpdate, at: int) -> Flow: ...
     async def delete_flow(self, flow_id: str, *, force: bool) -> Flow:
         """Delete a flow with its versions and aliases.
@@ -246,6 +256,13 @@ class Store(Protocol):
 
     async def outcome_counts(self, flow_id: str) -> dict[OutcomeKey, int]:
         """Every outcome counter of the flow; they live until the flow is deleted."""
+        ...
+
+    async def execution_stats(self, flow_id: str, since_ms: int, until_ms: int) -> ExecutionStats:
+        """The flow's statistics buckets (``router.store.stats``) from ``since_ms`` to
+        ``until_ms``: starts, outcomes and run times per 10 s, counted by the same
+        atomic writes as ``outcome_counts``; empty buckets left out. Raises
+        ``FlowNotFound``."""
         ...
 
     # polling schedule -------------------------------------------------------------

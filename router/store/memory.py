@@ -37,6 +37,7 @@ from router.store.base import (
 from router.store.bucket import Bucket, take
 from router.store.memory_executions import ExecutionTable, PollSchedule
 from router.store.memory_rollouts import MemoryRollouts
+from router.store.stats import ExecutionStats
 
 T = TypeVar("T")
 PRUNE_EVERY = 4096  # expiring writes between sweeps of expired tokens and executions
@@ -121,6 +122,11 @@ class MemoryStore(MemoryRollouts):
 
     async def list_flows(self, limit: int, token: str | None = None) -> Page[Flow]:
         return paginate(self._names, limit, token, str, self._flow_named)
+
+    async def list_flow_names(
+        self, limit: int, token: str | None = None
+    ) -> Page[tuple[str, str]]:
+        return paginate(self._names, limit, token, str, lambda n: (n, self._names[n]))
 
     def _flow_named(self, name: str) -> Flow:
         return self._flows[self._names[name]].flow
@@ -290,6 +296,9 @@ class MemoryStore(MemoryRollouts):
 
     async def outcome_counts(self, flow_id: str) -> dict[OutcomeKey, int]:
         return dict(self._state(flow_id).executions.outcomes)
+
+    async def execution_stats(self, flow_id: str, since_ms: int, until_ms: int) -> ExecutionStats:
+        return self._state(flow_id).executions.stats.read(since_ms, until_ms, self._clock())
 
     # polling schedule -------------------------------------------------------------
     async def schedule_poll(self, flow_id: str, name: str, due_ms: int, attempt: int) -> None:

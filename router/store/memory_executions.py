@@ -16,6 +16,7 @@ from router.errors import ExecutionAlreadyExists, ExecutionNotFound
 from router.lifecycle.record import ExecutionRecord, finish
 from router.lifecycle.status import Status
 from router.store.base import OutcomeKey, Page, execution_token, parse_execution_token
+from router.store.stats import StatsTable, final_keys, started_key
 
 
 @dataclass
@@ -24,6 +25,7 @@ class ExecutionTable:
 
     records: dict[str, tuple[ExecutionRecord, float]] = field(default_factory=dict)
     outcomes: Counter[OutcomeKey] = field(default_factory=Counter)
+    stats: StatsTable = field(default_factory=StatsTable)  # router.store.stats
 
     def __len__(self) -> int:
         """The records held, expired ones not yet pruned included."""
@@ -39,8 +41,10 @@ class ExecutionTable:
             return False
         self.records[record.name] = (record, now + ttl_s)
         self.outcomes[OutcomeKey.started(record)] += 1
+        self.stats.add(record.started_at, (started_key(record),), now)
         if record.is_final:
             self.outcomes[OutcomeKey.final(record)] += 1
+            self.stats.add(record.stopped_at or record.started_at, final_keys(record), now)
         return True
 
     def claim(self, record: ExecutionRecord, now: float, ttl_s: int) -> None:
@@ -67,6 +71,7 @@ class ExecutionTable:
         if done is not None:
             self.records[name] = (done, self.records[name][1])
             self.outcomes[OutcomeKey.final(done)] += 1
+            self.stats.add(at, final_keys(done), now)
         return done
 
     def page(self, now: float, limit: int, token: str | None) -> Page[ExecutionRecord]:
@@ -85,6 +90,7 @@ class ExecutionTable:
 
     def prune(self, now: float) -> None:
         self.records = {k: v for k, v in self.records.items() if v[1] > now}
+        self.stats.prune(now)
 
 
 class PollSchedule:

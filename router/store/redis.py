@@ -168,6 +168,16 @@ class RedisStore(RedisExecutions, RedisRollouts):
         return Page([f for f in flows if f.name in listed], following)
 
     @_reachable
+    async def list_flow_names(
+        self, limit: int, token: str | None = None
+    ) -> Page[tuple[str, str]]:
+        names, ids, following = await self._page_of(
+            [self._index, self._names], "lex", limit, token, ""
+        )
+        pairs = zip(names, ids, strict=True)
+        return Page([(codec.text(n), codec.text(i)) for n, i in pairs if i], following)
+
+    @_reachable
     async def update_flow(self, flow_id: str, update: FlowUpdate, at: int) -> Flow:
         keys = self._keys(flow_id)
         for _ in range(_MAX_ATTEMPTS):

@@ -35,6 +35,9 @@ key                        type        content
 ``R:x:{F}:outcomes``       hash        ``alias|revision|version|status`` -> count
                                        (status ``Started`` too); no TTL, deleted
                                        with the flow
+``R:x:{F}:stats:<n>``      hash        10 s bucket ``n`` of statistics (one
+                                       hour TTL): ``alias|revision|version|what``
+                                       -> count (``router.store.stats``)
 ``R:x:{F}:gone``           string      tombstone of a deleted flow (7 days): late
                                        journal flushes write nothing
 ``R:polls:{k}``            sorted set  poll shard ``k`` (0..15, crc32 of the

@@ -9,42 +9,56 @@ An execution is a hash: ``r`` the record as written (JSON), ``k`` its counter
 base ``alias|revision|version``, and ``f`` once final: ``''`` when the record
 was written final, else the final part (JSON: status, at, output, error,
 cause) written by the one transition. ``f`` is written by at most one script
-call, and the outcome counter is bumped by that same call.
+call, and the outcome counter is bumped by that same call. So are the flow's
+statistics buckets (``router.store.stats``, ``router.store.redis_stats``):
+``s``, the start time (ms) of a record written Running, lets the transition
+count its run time.
 """
 
 from __future__ import annotations
 
+from router.store.redis_stats import LUA_RUN_BIN, LUA_STAT
+
 # KEYS: gone, execs, outcomes, execution keys...
-# ARGV: mode ('put' | 'claim'), ttl seconds, prefix of the execution keys, then
-# per execution key 5 values: record, counter base, final status ('' while
-# Running), score (-started_at), name.
+# ARGV: mode ('put' | 'claim'), ttl seconds, prefix of the execution keys, the
+# statistics index and its buckets' TTL seconds, then per execution key 9
+# values: record, counter base, final status ('' while Running), score
+# (-started_at), name, started_at, the statistics bucket of the start, and of
+# the final status and its run-time bin field ('' and '' while Running).
 # 'put' skips a taken name; 'claim' answers EXECUTION_EXISTS (then it holds one
 # execution). A record is written, and counted, only where its key is free, so a
 # batch sent again writes and counts nothing twice. A deleted flow's tombstone
 # (``gone``) refuses every write. Afterwards the oldest entries of ``execs``
 # whose records have expired are pruned, a few more than were written, so the
 # index never outgrows the live records by much.
-WRITE_EXECUTIONS = """
+WRITE_EXECUTIONS = (
+    LUA_STAT
+    + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'FLOW_NOT_FOUND'} end
 local ttl = tonumber(ARGV[2])
+local stats = Stats(ARGV[4], ARGV[5])
 local written = 0
 for i = 4, #KEYS do
-  local a = 4 + (i - 4) * 5
+  local a = 6 + (i - 4) * 9
   if redis.call('EXISTS', KEYS[i]) == 1 then
     if ARGV[1] == 'claim' then return {'EXECUTION_EXISTS', ARGV[a + 4]} end
   elseif ttl > 0 then
     if ARGV[a + 2] == '' then
-      redis.call('HSET', KEYS[i], 'r', ARGV[a], 'k', ARGV[a + 1])
+      redis.call('HSET', KEYS[i], 'r', ARGV[a], 'k', ARGV[a + 1], 's', ARGV[a + 5])
     else
       redis.call('HSET', KEYS[i], 'r', ARGV[a], 'k', ARGV[a + 1], 'f', '')
       redis.call('HINCRBY', KEYS[3], ARGV[a + 1] .. '|' .. ARGV[a + 2], 1)
+      stats.count(ARGV[a + 7], ARGV[a + 1] .. '|' .. ARGV[a + 2])
+      stats.count(ARGV[a + 7], ARGV[a + 1] .. '|' .. ARGV[a + 8])
     end
     redis.call('EXPIRE', KEYS[i], ttl)
     redis.call('ZADD', KEYS[2], ARGV[a + 3], ARGV[a + 4])
     redis.call('HINCRBY', KEYS[3], ARGV[a + 1] .. '|Started', 1)
+    stats.count(ARGV[a + 6], ARGV[a + 1] .. '|Started')
     written = written + 1
   end
 end
+stats.close()
 if written > 0 then
   local oldest = redis.call('ZRANGE', KEYS[2], -(written + 2), -1)
   for j = #oldest, 1, -1 do
@@ -54,19 +68,32 @@ if written > 0 then
 end
 return {'OK', written}
 """
+)
 
-# KEYS: execution, outcomes.  ARGV: final part (JSON), status.
+# KEYS: execution, outcomes.  ARGV: final part (JSON), status, the statistics
+# index, its buckets' TTL seconds, the final time (ms) and its bucket.
 # Answers {'OK', record} when this call made the transition, {'OK'} when the
 # execution was already final, {'EXECUTION_NOT_FOUND'} when it is missing or
 # expired. The hash keeps its TTL (HSET on an existing key does not touch it).
-FINISH_EXECUTION = """
-local cur = redis.call('HMGET', KEYS[1], 'r', 'k', 'f')
+# A record without ``s`` (written before statistics) counts no run time.
+FINISH_EXECUTION = (
+    LUA_STAT
+    + LUA_RUN_BIN
+    + """
+local cur = redis.call('HMGET', KEYS[1], 'r', 'k', 'f', 's')
 if not cur[1] then return {'EXECUTION_NOT_FOUND'} end
 if cur[3] then return {'OK'} end
 redis.call('HSET', KEYS[1], 'f', ARGV[1])
 redis.call('HINCRBY', KEYS[2], cur[2] .. '|' .. ARGV[2], 1)
+local stats = Stats(ARGV[3], ARGV[4])
+stats.count(ARGV[6], cur[2] .. '|' .. ARGV[2])
+if cur[4] then
+  stats.count(ARGV[6], cur[2] .. '|h' .. run_bin(tonumber(ARGV[5]) - tonumber(cur[4])))
+end
+stats.close()
 return {'OK', cur[1]}
 """
+)
 
 # KEYS: execs.  ARGV: first score, first name ('' for none), count, prefix of
 # the execution keys.  Answers {'OK', r1, f1, r2, f2, ...}: up to ``count``
@@ -105,16 +132,21 @@ return out
 """
 
 # KEYS: execs, outcomes, gone.  ARGV: prefix of the execution keys, tombstone
-# TTL seconds.  Deletes a flow's executions and counters, and leaves a
-# tombstone so that a journal flush arriving late writes nothing.
+# TTL seconds, the statistics index.  Deletes a flow's executions, counters and
+# statistics, and leaves a tombstone so that a journal flush arriving late
+# writes nothing.
 PURGE_EXECUTIONS = """
-local names = redis.call('ZRANGE', KEYS[1], 0, -1)
-for i = 1, #names, 500 do
-  local batch = {}
-  for j = i, math.min(i + 499, #names) do batch[#batch + 1] = ARGV[1] .. names[j] end
-  redis.call('DEL', unpack(batch))
+local function purge(index, prefix)
+  local names = redis.call('ZRANGE', index, 0, -1)
+  for i = 1, #names, 500 do
+    local batch = {}
+    for j = i, math.min(i + 499, #names) do batch[#batch + 1] = prefix .. names[j] end
+    redis.call('DEL', unpack(batch))
+  end
 end
-redis.call('DEL', KEYS[1], KEYS[2])
+purge(KEYS[1], ARGV[1])
+purge(ARGV[3], ARGV[3] .. ':')
+redis.call('DEL', KEYS[1], KEYS[2], ARGV[3])
 redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
 return {'OK'}
 """

@@ -32,11 +32,13 @@ from router.store.base import OutcomeKey, Page
 from router.store.redis_client import FailureLog
 from router.store.redis_client import reachable as _reachable
 from router.store.redis_codec import ExecutionKeys, FlowKeys
+from router.store.redis_stats import RedisStats, finish_args, stats_index, write_args
+from router.store.stats import STATS_TTL_S
 
 Call = tuple[str, Sequence[str], Sequence[Any]]  # script source, keys, args
 
 
-class RedisExecutions:
+class RedisExecutions(RedisStats):
     """Needs from the store: ``_client``, ``prefix``, ``raw_prefix``, ``failures``."""
 
     _client: redis.asyncio.Redis | RedisCluster
@@ -90,9 +92,10 @@ class RedisExecutions:
     ) -> Call:
         k = self._execution_keys(flow_id)
         keys = [k.gone, k.execs, k.outcomes, *(k.execution(r.name) for r in records)]
-        args: list[Any] = [mode, ttl_s, k.base]
+        args: list[Any] = [mode, ttl_s, k.base, stats_index(self.raw_prefix, flow_id), STATS_TTL_S]
         for record in records:
             args += codec.execution_args(record)
+            args += write_args(record)
         return lua.WRITE_EXECUTIONS, keys, args
 
     # executions -----------------------------------------------------------------
@@ -134,9 +137,8 @@ class RedisExecutions:
             raise ValueError(f"execution {name}: {status.value} is not a final status")
         k = self._execution_keys(flow_id)
         final = codec.encode_final(status, output, error, cause, at)
-        reply = await self._eval(
-            lua.FINISH_EXECUTION, [k.execution(name), k.outcomes], [final, status.value]
-        )
+        args = [final, status.value, *finish_args(self.raw_prefix, flow_id, at)]
+        reply = await self._eval(lua.FINISH_EXECUTION, [k.execution(name), k.outcomes], args)
         if reply[0] == b"EXECUTION_NOT_FOUND":
             raise ExecutionNotFound(name)
         if len(reply) == 1:
@@ -177,7 +179,7 @@ class RedisExecutions:
     async def _purge_executions(self, flow_id: str) -> None:
         """After delete_flow: the flow's executions and counters (another slot)."""
         k = self._execution_keys(flow_id)
-        args = [k.base, codec.TOMBSTONE_TTL_S]
+        args = [k.base, codec.TOMBSTONE_TTL_S, stats_index(self.raw_prefix, flow_id)]
         await self._eval(lua.PURGE_EXECUTIONS, [k.execs, k.outcomes, k.gone], args)
 
     # polling schedule -------------------------------------------------------------

@@ -775,6 +775,8 @@ async def test_redis_keys_of_a_flow_share_its_hash_tag(redis_server: Any) -> Non
             f"{prefix}:x:{{{flow.id}}}:exec:run-1",
             f"{prefix}:x:{{{flow.id}}}:execs",
             f"{prefix}:x:{{{flow.id}}}:outcomes",
+            f"{prefix}:x:{{{flow.id}}}:stats",  # statistics (router/store/stats): the index
+            f"{prefix}:x:{{{flow.id}}}:stats:0",  # and the start's 10 s bucket
         }
         assert ours - per_flow - executions == {
             f"{prefix}:flow_names",

@@ -132,7 +132,9 @@ async def test_cluster_keeps_every_key_but_executions_in_one_slot(
         assert f"{{{prefix}}}:flow_names" in keys
         assert f"{{{prefix}}}:{{flow:{flow.id}}}:meta" in keys
         exec_keys = set().union(*held) - keys
-        assert exec_keys == {executions + n for n in ("exec:run-1", "execs", "outcomes")}
+        assert exec_keys == {
+            executions + n for n in ("exec:run-1", "execs", "outcomes", "stats", "stats:0")
+        }
         assert {key_slot(k.encode()) for k in exec_keys} == {key_slot(flow.id.encode())}
         await store.delete_flow(flow.id, force=True)
         left = set().union(
