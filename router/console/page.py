@@ -51,9 +51,7 @@ def _response(body: bytes, suffix: str) -> web.Response:
 
 def add_routes(app: web.Application, signed: bool) -> None:
     """Serve ``/console`` and its files; ``signed``: the API needs SigV4 signatures."""
-    index = (STATIC / "index.html").read_bytes().replace(
-        AUTH_MARK, b"sigv4" if signed else b"none"
-    )
+    index = (STATIC / "index.html").read_bytes().replace(AUTH_MARK, b"sigv4" if signed else b"none")
     assets = {
         p.name: (p.read_bytes(), p.suffix)
         for p in sorted(STATIC.iterdir())

@@ -123,9 +123,7 @@ class MemoryStore(MemoryRollouts):
     async def list_flows(self, limit: int, token: str | None = None) -> Page[Flow]:
         return paginate(self._names, limit, token, str, self._flow_named)
 
-    async def list_flow_names(
-        self, limit: int, token: str | None = None
-    ) -> Page[tuple[str, str]]:
+    async def list_flow_names(self, limit: int, token: str | None = None) -> Page[tuple[str, str]]:
         return paginate(self._names, limit, token, str, lambda n: (n, self._names[n]))
 
     def _flow_named(self, name: str) -> Flow:

@@ -168,9 +168,7 @@ class RedisStore(RedisExecutions, RedisRollouts):
         return Page([f for f in flows if f.name in listed], following)
 
     @_reachable
-    async def list_flow_names(
-        self, limit: int, token: str | None = None
-    ) -> Page[tuple[str, str]]:
+    async def list_flow_names(self, limit: int, token: str | None = None) -> Page[tuple[str, str]]:
         names, ids, following = await self._page_of(
             [self._index, self._names], "lex", limit, token, ""
         )
