@@ -135,6 +135,9 @@ def test_invoke_flow_waits_for_an_asynchronous_execution(
         polls = sum(r.executor.polls.values())
         if callbacks:
             assert polls == 0  # the callback ended it: no executor was polled
+            # The gateway's answer to the callback may reach the executor after the
+            # InvokeFlow answer reached us: wait for the executor to have read it.
+            r.run(r.executor.wait_until(lambda: r.executor.callbacks_sent == 1))
             assert r.executor.callback_answers == {200: 1}
         else:
             assert polls >= 1
