@@ -18,10 +18,20 @@ from router.lifecycle.status import Status
 from router.store.base import OutcomeKey, Page, execution_token, parse_execution_token
 from router.store.stats import StatsTable, final_keys, started_key
 
+# The memory store serves one process (trials, tests, small deployments): it keeps
+# at most this many records per flow, dropping the oldest first, so a busy flow
+# cannot grow the process without bound within --execution-retention.
+MAX_RECORDS_PER_FLOW = 100_000
+
 
 @dataclass
 class ExecutionTable:
-    """One flow's execution records (each with its expiry) and outcome counters."""
+    """One flow's execution records (each with its expiry) and outcome counters.
+
+    ``records`` is in insertion order, which is expiry order (one retention for
+    all, on one clock), so pruning pops expired records from the front and stops
+    at the first live one: its cost is what expired, not what is held.
+    """
 
     records: dict[str, tuple[ExecutionRecord, float]] = field(default_factory=dict)
     outcomes: Counter[OutcomeKey] = field(default_factory=Counter)
@@ -40,6 +50,8 @@ class ExecutionTable:
         if self.live(record.name, now) is not None or ttl_s <= 0:
             return False
         self.records[record.name] = (record, now + ttl_s)
+        if len(self.records) > MAX_RECORDS_PER_FLOW:
+            del self.records[next(iter(self.records))]
         self.outcomes[OutcomeKey.started(record)] += 1
         self.stats.add(record.started_at, (started_key(record),), now)
         if record.is_final:
@@ -89,7 +101,13 @@ class ExecutionTable:
         return Page(chunk, execution_token(following[0]) if following else None)
 
     def prune(self, now: float) -> None:
-        self.records = {k: v for k, v in self.records.items() if v[1] > now}
+        expired = []
+        for name, (_, expiry) in self.records.items():
+            if expiry > now:
+                break
+            expired.append(name)
+        for name in expired:
+            del self.records[name]
         self.stats.prune(now)
 
 
