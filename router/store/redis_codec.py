@@ -254,7 +254,7 @@ def execution_args(record: lifecycle.ExecutionRecord) -> list[Any]:
     """The 5 per-execution arguments of WRITE_EXECUTIONS."""
     final = record.status.value if record.is_final else ""
     return [
-        lifecycle.encode(record),
+        lifecycle.encode(record).decode(),
         counter_base(record.alias, record.revision, record.version),
         final,
         -record.started_at,

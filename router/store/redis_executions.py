@@ -19,6 +19,7 @@ import random
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
 import redis.asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import NoScriptError
@@ -91,12 +92,9 @@ class RedisExecutions(RedisStats):
         self, mode: str, flow_id: str, records: Sequence[ExecutionRecord], ttl_s: int
     ) -> Call:
         k = self._execution_keys(flow_id)
-        keys = [k.gone, k.execs, k.outcomes, *(k.execution(r.name) for r in records)]
-        args: list[Any] = [mode, ttl_s, k.base, stats_index(self.raw_prefix, flow_id), STATS_TTL_S]
-        for record in records:
-            args += codec.execution_args(record)
-            args += write_args(record)
-        return lua.WRITE_EXECUTIONS, keys, args
+        batch = orjson.dumps([codec.execution_args(r) + write_args(r) for r in records])
+        args = [mode, ttl_s, k.base, stats_index(self.raw_prefix, flow_id), STATS_TTL_S, batch]
+        return lua.WRITE_EXECUTIONS, [k.gone, k.execs, k.outcomes], args
 
     # executions -----------------------------------------------------------------
     @_reachable
