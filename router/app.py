@@ -16,13 +16,16 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from router import executor, respond
+from router import callbacks, executor, respond
 from router.auth import VERIFIER, Verifier
 from router.badrequests import ServerLog
 from router.config import Config
 from router.dialects import bedrock, cloudflow
 from router.errors import Unavailable
 from router.forward import Forwarder, UpstreamTemplate
+from router.lifecycle.callback import CallbackTokens, resolve_secret
+from router.lifecycle.driver import Callbacks
+from router.lifecycle.poller import Poller
 from router.limits import BODY_TIMEOUT
 from router.metrics import CONTENT_TYPE, Metrics
 from router.ratelimit import RateLimiter
@@ -89,6 +92,10 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
         opened = await open_store(config.store, config.key_prefix) if owned else store
         assert opened is not None
         await forwarder.start()
+        pushed = None
+        if config.callback_url is not None:
+            secret = await resolve_secret(config.callback_secret, opened.shared_secret)
+            pushed = Callbacks(config.callback_url, CallbackTokens(secret))
         gateway = Gateway(
             opened,
             forwarder,
@@ -97,6 +104,7 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
             config.settings,
             random.Random(config.random_seed),
             idempotency_ttl_s=config.idempotency_ttl_s,
+            callbacks=pushed,
         )
         app[GATEWAY] = gateway
         if verifier is not None:
@@ -107,12 +115,17 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
         if config.upstream is None:
             log.info("no --upstream given: forwarding to the built-in reference executor")
         follower = asyncio.create_task(gateway.cache.run(), name="route-cache")
+        journal = asyncio.create_task(gateway.executions.journal.run(), name="journal")
+        poller = asyncio.create_task(Poller(gateway.executions).run(), name="poller")
         yield
         # redis-py can swallow one cancellation inside a (re)subscribe
         # (asyncio.wait_for on 3.11), so cancel until the task has really ended.
-        while not follower.done():
-            follower.cancel()
-            await asyncio.wait([follower], timeout=0.1)
+        for task in (follower, poller):
+            while not task.done():
+                task.cancel()
+                await asyncio.wait([task], timeout=0.1)
+        await gateway.executions.journal.close()  # SIGTERM loses no execution record
+        await journal
         await forwarder.close()
         if owned:
             await opened.close()
@@ -123,6 +136,7 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
     app.router.add_get("/healthz", _healthz)
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/metrics", _metrics)
+    callbacks.add_routes(app, GATEWAY)
     cloudflow.add_routes(app, GATEWAY, metrics)
     app[bedrock.SETTINGS] = bedrock.BedrockSettings(config.region, config.account_id)
     bedrock.add_routes(app, GATEWAY, metrics)

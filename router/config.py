@@ -45,6 +45,10 @@ class Config:
     # access key id -> secret (router/auth); None: requests are not authenticated.
     credentials: Mapping[str, str] | None = field(default=None, repr=False)
     insecure: bool = False  # serve unauthenticated on a non-loopback address anyway
+    # base URL executors reach the replicas at for callbacks (None: polling only), and
+    # the secret of their tokens (None: one kept in the store, shared by all replicas)
+    callback_url: str | None = None
+    callback_secret: str | None = field(default=None, repr=False)
 
     def upstream_template(self) -> str:
         if self.upstream is not None:

@@ -109,6 +109,14 @@ class Conflict(RouterError):
     """The request is well-formed but clashes with the current state."""
 
 
+class ExecutionFinished(Conflict):
+    """Stopping an execution that has already reached its final status."""
+
+    def __init__(self, execution: str, message: str | None = None) -> None:
+        super().__init__(message or f"execution {execution} has already finished")
+        self.execution = execution
+
+
 class ResourceInUse(Conflict):
     """Deleting something another resource still depends on."""
 
@@ -168,6 +176,20 @@ class NonceUsed(AuthenticationFailed):
 
 class Unavailable(RouterError):
     """The store cannot be reached; the request may be retried."""
+
+
+class ExecutionWaitTimeout(RouterError):
+    """A synchronous execution (InvokeFlow, StartSyncExecution) did not reach its final
+    status within ``--invoke-timeout``; it keeps running and can still be described."""
+
+    def __init__(self, execution: str, timeout_s: float, version: str) -> None:
+        super().__init__(
+            f"execution {execution} on version {version} did not finish within "
+            f"{timeout_s:g}s; it is still running"
+        )
+        self.execution = execution
+        self.timeout_s = timeout_s
+        self.version = version
 
 
 class ExecutorError(RouterError):

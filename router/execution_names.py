@@ -1,8 +1,9 @@
 """The names of executions nobody named.
 
 An execution started without a name gets ``<hex>.<version>.<alias>``: callers
-cannot choose that form (their names may not contain dots), and it carries what
-describing the execution later needs, so unnamed executions cost no store I/O.
+cannot choose that form (their names may not contain dots), and it carries
+what describing the execution needs even when its record is missing (the
+journal's flush window lost in a crash, or a name from a v1 gateway).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from router.store.base import ExecutionRecord
+from router.lifecycle.record import ExecutionRecord
 
 
 def generated(version: str, alias: str) -> str:
@@ -29,8 +30,9 @@ _GENERATED = re.compile(r"([0-9a-f]{32})\.([1-9][0-9]{0,4}|DRAFT)\.([A-Za-z0-9_-
 
 
 def parse_generated(flow_id: str, name: str) -> ExecutionRecord | None:
-    """The record a generated name stands for, or ``None`` for any other name."""
+    """The (Running, unstored) record a generated name stands for, or ``None`` for
+    any other name; its start time is unknown (0)."""
     match = _GENERATED.fullmatch(name)
     if match is None:
         return None
-    return ExecutionRecord(flow_id, name, match[2], match[3], 0)
+    return ExecutionRecord(flow_id, "", name, match[2], match[3], 0, generated=True)

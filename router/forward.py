@@ -36,9 +36,9 @@ from urllib.parse import quote
 
 import orjson
 
+from router import errors
 from router.breaker import VersionGuards, VersionLimits
 from router.errors import (
-    Conflict,
     ExecutionNotFound,
     ExecutorError,
     ExecutorTimeout,
@@ -91,7 +91,7 @@ class ExecutorReply:
     cause: str | None = None
 
 
-class ExecutionFinished(Conflict):
+class ExecutionFinished(errors.ExecutionFinished):
     """Stop of an execution that had already finished (the executor answered 409).
 
     ``reply`` is the executor's body when it is a valid reply (it normally
@@ -100,8 +100,7 @@ class ExecutionFinished(Conflict):
 
     def __init__(self, execution: str, reply: ExecutorReply | None) -> None:
         status = f" ({reply.status.value})" if reply is not None else ""
-        super().__init__(f"execution {execution} has already finished{status}")
-        self.execution = execution
+        super().__init__(execution, f"execution {execution} has already finished{status}")
         self.reply = reply
 
 

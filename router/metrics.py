@@ -36,6 +36,30 @@ class ExecutionMetrics:
         self.duration = duration
 
 
+# Start to final status: from executions that end in the start call to long workflows.
+_RUN_BUCKETS = (
+    0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 3600, 21600, 86400,
+)  # fmt: skip
+
+
+class OutcomeMetrics:
+    """The final-status children of one (flow, alias, version), cached per status."""
+
+    __slots__ = ("_key", "_results", "_statuses", "run_seconds")
+
+    def __init__(self, key: tuple[str, str, str], results: Counter, run_seconds: Histogram) -> None:
+        self._key = key
+        self._results = results
+        self._statuses: dict[str, Counter] = {}
+        self.run_seconds = run_seconds
+
+    def result(self, status: str) -> Counter:
+        found = self._statuses.get(status)
+        if found is None:
+            found = self._statuses[status] = self._results.labels(*self._key, status)
+        return found
+
+
 class DialectMetrics:
     """One dialect's ``api_requests`` and ``errors`` children, cached as they appear.
 
@@ -172,7 +196,23 @@ class Metrics:
             ["check", "decision"],
             registry=self.registry,
         )
+        self.execution_results = Counter(
+            "flow_router_execution_results",
+            "Executions that reached a final status (Succeeded, Failed, TimedOut, Aborted), "
+            "by the version that ran them; each counted once, by the replica whose store "
+            "write made the transition.",
+            ["flow", "alias", "version", "status"],
+            registry=self.registry,
+        )
+        self.execution_run = Histogram(
+            "flow_router_execution_run_seconds",
+            "Seconds from an execution's start to its final status, per version.",
+            ["flow", "alias", "version"],
+            buckets=_RUN_BUCKETS,
+            registry=self.registry,
+        )
         self._paths: dict[tuple[str, str, str], ExecutionMetrics] = {}
+        self._outcomes: dict[tuple[str, str, str], OutcomeMetrics] = {}
         self._weights: dict[tuple[str, str], set[str]] = {}
         self._dialects: dict[str, DialectMetrics] = {}
 
@@ -186,6 +226,14 @@ class Metrics:
                 self.duration.labels(flow, version),
             )
             self._paths[key] = found
+        return found
+
+    def outcome(self, flow: str, alias: str, version: str) -> OutcomeMetrics:
+        key = (flow, alias, version)
+        found = self._outcomes.get(key)
+        if found is None:
+            found = OutcomeMetrics(key, self.execution_results, self.execution_run.labels(*key))
+            self._outcomes[key] = found
         return found
 
     def dialect(self, name: str) -> DialectMetrics:

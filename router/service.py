@@ -9,25 +9,34 @@ from __future__ import annotations
 
 import functools
 import random
-import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from router import model
 from router.definitions import Definitions
-from router.errors import ExecutorError, InvalidArgument, InvalidToken, VersionNotFound
-from router.execution_names import generated, is_generated, parse_generated
-from router.forward import ExecutorReply, Forwarder, UpstreamTemplate
+from router.errors import InvalidArgument, InvalidToken, VersionNotFound
+from router.forward import Forwarder, UpstreamTemplate
 from router.idempotency import DEFAULT_TTL_S, Create, Idempotency
-from router.lifecycle.record import ExecutionRecord as StoredExecution
+from router.lifecycle.driver import Callbacks, Executions
+from router.lifecycle.executions import Execution, ExecutionQuery, HistoryEvent, history, scan
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
 from router.paging import by_bytes
 from router.routing import CompiledAlias, FlowRoutes, RouteCache
-from router.store.base import ExecutionRecord, Page, Store
+from router.store.base import Page, Store
 
 T = TypeVar("T")
+
+__all__ = [
+    "NEUTRAL_PAGE",
+    "Execution",
+    "ExecutionQuery",
+    "Gateway",
+    "HistoryEvent",
+    "PageFields",
+    "Settings",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,7 +44,10 @@ class Settings:
     max_routes: Mapping[Api, int] = field(
         default_factory=lambda: {Api.CLOUDFLOW: 2, Api.BEDROCK: 1}
     )
-    execution_ttl_s: int = 7 * 24 * 3600
+    # how long execution records are kept (from their start), and how long InvokeFlow
+    # and StartSyncExecution wait for an asynchronous execution's final status
+    execution_retention_s: int = 24 * 3600
+    invoke_timeout_s: float = 60.0
     max_page: int = 1000
     cache_check_interval_s: float = 2.0
     # Quotas on what the store holds (None: no limit); enforced by the store,
@@ -57,18 +69,6 @@ class PageFields:
 NEUTRAL_PAGE = PageFields("limit", "token")  # callers other than a dialect
 
 
-@dataclass(frozen=True, slots=True)
-class Execution:
-    flow: Flow
-    name: str
-    version: str
-    alias: str
-    started_at: int
-    stopped_at: int
-    input: Any
-    reply: ExecutorReply
-
-
 class Gateway:
     def __init__(
         self,
@@ -79,6 +79,7 @@ class Gateway:
         settings: Settings | None = None,
         rng: random.Random | None = None,
         idempotency_ttl_s: int = DEFAULT_TTL_S,
+        callbacks: Callbacks | None = None,
     ) -> None:
         self.store = store
         self.forwarder = forwarder
@@ -89,6 +90,14 @@ class Gateway:
         self._random = (rng or random.Random()).random
         self.definitions = Definitions(store, self.settings.definition_cache_bytes)
         self._idempotency = Idempotency(store, idempotency_ttl_s)
+        self.executions = Executions(
+            store,
+            forwarder,
+            metrics,
+            upstream,
+            retention_s=self.settings.execution_retention_s,
+            callbacks=callbacks,
+        )
 
     async def idempotent(
         self, scope: str, token: str | None, params: Mapping[str, Any], create: Create[T]
@@ -224,14 +233,6 @@ class Gateway:
             functools.partial(self.store.list_aliases, flow.id), limit, token, fields
         )
 
-    async def list_executions(
-        self, flow: Flow, limit: int, token: str | None, fields: PageFields = NEUTRAL_PAGE
-    ) -> Page[StoredExecution]:
-        """Executions recorded by name (caller-named ones), in name order."""
-        return await self._page(
-            functools.partial(self.store.list_executions, flow.id), limit, token, fields
-        )
-
     async def update_alias(self, api: Api, flow: Flow, name: str, update: AliasUpdate) -> Alias:
         if update.name is not None:
             model.validate_alias_name(update.name, api)
@@ -285,7 +286,9 @@ class Gateway:
             if isinstance(alias, Alias):
                 alias = (await self.cache.by_id(flow.id)).alias(alias.name)
             chosen = self.pick(alias, routing_key, name)
-            return await self.run(alias.flow, chosen, alias.alias.name, name, input)
+            return await self.executions.start(
+                alias.flow, chosen, alias.alias.name, name, input, alias.revision
+            )
         if version is not None:
             chosen = str((await self.version(flow, version)).version)
         else:
@@ -295,7 +298,32 @@ class Gateway:
                     "latest", f"flow {flow.name} has no published version to execute"
                 )
             chosen = str(latest.version)
-        return await self.run(flow, chosen, "", name, input)
+        return await self.executions.start(flow, chosen, "", name, input)
+
+    async def start_sync(
+        self,
+        flow: Flow,
+        *,
+        alias: Alias | CompiledAlias | None = None,
+        version: str | None = None,
+        name: str | None = None,
+        input: Any = None,
+        routing_key: bytes | None = None,
+    ) -> Execution:
+        """Start, then :meth:`final`."""
+        execution = await self.start_execution(
+            flow, alias=alias, version=version, name=name, input=input, routing_key=routing_key
+        )
+        return await self.final(execution)
+
+    async def final(self, execution: Execution) -> Execution:
+        """``execution`` once final; raises ExecutionWaitTimeout after ``invoke_timeout_s``
+        (the execution keeps running)."""
+        if execution.record.is_final:
+            return execution
+        return await self.executions.wait_final(
+            execution.flow, execution.name, execution.version, self.settings.invoke_timeout_s
+        )
 
     async def run(
         self,
@@ -304,66 +332,49 @@ class Gateway:
         alias: str,
         name: str | None,
         input: Any,
+        revision: int = 0,
         *,
-        record: bool = True,
+        unnamed: bool = False,
     ) -> Execution:
-        """Forward one execution to ``version``'s executor and count it.
-
-        A caller-chosen name is claimed in the store first (names are unique per
-        flow), unless ``record`` is false (an InvokeFlow, which nobody can
-        describe later). A generated name carries the version and alias instead
-        (``<hex>.<version>.<alias>``, a form callers cannot choose because their
-        names may not contain dots), so unnamed executions cost no store I/O.
-        """
-        started = model.now_ms()
-        if name is None or name == "":
-            name = generated(version, alias)
-        else:
-            model.validate_execution_name(name)
-        if record and not is_generated(name):
-            await self.store.record_execution(
-                ExecutionRecord(flow.id, name, version, alias, started),
-                self.settings.execution_ttl_s,
-            )
-        url = self.upstream.url(flow.name, flow.id, version, alias)
-        payload = {
-            "flow": flow.name,
-            "flowId": flow.id,
-            "version": version,
-            "alias": alias,
-            "execution": name,
-            "input": input,
-        }
-        path = self.metrics.path(flow.name, alias, version)
-        t0 = time.perf_counter()
-        try:
-            reply = await self.forwarder.execute(url, payload, version)
-        except ExecutorError:
-            path.duration.observe(time.perf_counter() - t0)
-            path.failed.inc()
-            raise
-        path.duration.observe(time.perf_counter() - t0)
-        path.ok.inc()
-        return Execution(flow, name, version, alias, started, model.now_ms(), input, reply)
+        """Forward one execution to ``version``'s executor, record and count it
+        (router/lifecycle/driver.py); ``unnamed``: ``name`` was generated."""
+        return await self.executions.start(
+            flow, version, alias, name, input, revision, unnamed=unnamed
+        )
 
     async def version_definition(self, flow: Flow, version: str) -> Any:
         return await self.definitions.of(flow, version)
 
     async def describe_execution(self, flow: Flow, name: str | None) -> Execution:
+        return await self.executions.describe(flow, model.require(name, "ExecutionName"))
+
+    async def stop_execution(
+        self, flow: Flow, name: str | None, error: str | None, cause: str | None
+    ) -> Execution:
+        """Stop a Running execution; raises ExecutionNotFound, ExecutionFinished."""
         name = model.require(name, "ExecutionName")
-        record = parse_generated(flow.id, name) or await self.store.get_execution(flow.id, name)
-        url = self.upstream.url(flow.name, flow.id, record.version, record.alias)
-        reply = await self.forwarder.describe(url, record.name, record.version)
-        return Execution(
-            flow,
-            record.name,
-            record.version,
-            record.alias,
-            record.started_at,
-            model.now_ms(),
-            reply.body.get("input"),
-            reply,
-        )
+        return await self.executions.stop(flow, name, error, cause)
+
+    async def list_executions(
+        self,
+        flow: Flow,
+        query: ExecutionQuery,
+        limit: int,
+        token: str | None,
+        fields: PageFields = NEUTRAL_PAGE,
+    ) -> Page[Execution]:
+        """Every execution (named or not) matching ``query``, newest first."""
+        self._check_limit(limit, fields)
+        try:
+            page = await scan(self.store, flow.id, query, limit, token)
+        except InvalidToken as e:
+            raise InvalidArgument(f"{fields.token}: {e.message}", fields.token) from None
+        return Page([Execution(flow, r) for r in page.items], page.next_token)
+
+    async def execution_history(self, flow: Flow, name: str | None) -> list[HistoryEvent]:
+        name = model.require(name, "ExecutionName")
+        record, _ = await self.executions.lookup(flow, name)
+        return history(record)
 
     async def _page(
         self,
@@ -372,11 +383,14 @@ class Gateway:
         token: str | None,
         fields: PageFields,
     ) -> Page[T]:
-        if not 1 <= limit <= self.settings.max_page:
-            raise InvalidArgument(
-                f"{fields.limit} must be between 1 and {self.settings.max_page}", fields.limit
-            )
+        self._check_limit(limit, fields)
         try:
             return await by_bytes(fetch, limit, token)
         except InvalidToken as e:
             raise InvalidArgument(f"{fields.token}: {e.message}", fields.token) from None
+
+    def _check_limit(self, limit: int, fields: PageFields) -> None:
+        if not 1 <= limit <= self.settings.max_page:
+            raise InvalidArgument(
+                f"{fields.limit} must be between 1 and {self.settings.max_page}", fields.limit
+            )

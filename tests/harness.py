@@ -19,8 +19,9 @@ from typing import Any, TypeVar
 import orjson
 from aiohttp import web
 
-from router.app import make_app
+from router.app import GATEWAY, make_app
 from router.config import Config
+from router.service import Gateway
 from router.store.base import Store
 
 T = TypeVar("T")
@@ -156,6 +157,21 @@ class GatewayServer:
         if self.runner is not None:
             await self.runner.cleanup()
             self.runner = None
+
+    @property
+    def gateway(self) -> Gateway:
+        assert self.app is not None, "start() first"
+        return self.app[GATEWAY]
+
+    async def flushed(self, rounds: int = 2000) -> None:
+        """Wait until the journal has written every execution record appended so far
+        (unnamed executions reach the store one flush window after they start)."""
+        journal = self.gateway.executions.journal
+        for _ in range(rounds):
+            if not journal.pending:
+                return
+            await asyncio.sleep(0.005)
+        raise TimeoutError(f"the journal still holds {journal.pending} records")
 
 
 def wait_for_port(port: int, timeout: float = 10) -> None:

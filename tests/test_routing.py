@@ -163,12 +163,12 @@ async def test_memory_store_forgets_expired_tokens_and_executions() -> None:
     store = MemoryStore(clock=lambda: now[0])
     flow = await _flow_with_alias(store)
     for i in range(100):
-        await store.record_execution(ExecutionRecord(flow.id, f"e{i}", "1", "", 0), ttl_s=10)
+        await store.claim_execution(ExecutionRecord(flow.id, "", f"e{i}", "1", "", 0), 10)
     for i in range(PRUNE_EVERY - 101):
-        await store.put_token("s", f"t{i}", IdempotencyRecord("f", "r"), ttl_s=10)
+        await store.put_token("s", f"t{i}", IdempotencyRecord("f", "r"), 10)
     assert len(store._tokens) == PRUNE_EVERY - 101
     now[0] = 11.0  # all of them expired; the next write is the PRUNE_EVERY-th: it sweeps
-    await store.put_token("s", "fresh", IdempotencyRecord("f", "r"), ttl_s=10)
+    await store.put_token("s", "fresh", IdempotencyRecord("f", "r"), 10)
     assert await store.get_token("s", "fresh") is not None
     assert len(store._tokens) <= 1  # only what was written after the sweep
     assert not any(s.executions for s in store._flows.values())

@@ -12,7 +12,7 @@ write made the transition counts the outcome.
 Encoding (:func:`encode`, :func:`decode`): one orjson object whose keys are
 the field names; fields that are ``None``, ``generated`` when false and
 ``revision`` when 0 are left out (absent, they decode as false and 0). The v1
-record (``router.store.base.V1ExecutionRecord``: ``flow_id``, ``name``,
+record (what a v1 gateway wrote: ``flow_id``, ``name``,
 ``version``, ``alias``, ``started_at``) is a subset, so a record written by a
 v1 gateway decodes too: as ``Running``, because v1 did not keep the outcome,
 and the executor, asked with a describe, knows it.

@@ -55,25 +55,8 @@ class FlowSnapshot:
     revision: int
 
 
-@dataclass(frozen=True, slots=True)
-class V1ExecutionRecord:
-    """Deprecated: the record of protocol v1, which ``record_execution`` still takes.
-
-    Use ``router.lifecycle.record.ExecutionRecord`` and ``claim_execution``.
-    """
-
-    flow_id: str
-    name: str
-    version: str
-    alias: str  # "" when started with a version qualifier or none
-    started_at: int
-
-
-# Deprecated: router.service still builds v1 records under this name for
-# record_execution. Once it calls claim_execution, point this name at Record
-# (router.lifecycle.record.ExecutionRecord), which every Store method below takes
-# and returns.
-ExecutionRecord = V1ExecutionRecord
+# The record every execution method below takes and returns.
+ExecutionRecord = Record
 
 STARTED = "Started"  # the OutcomeKey status counted when an execution is recorded
 
@@ -213,10 +196,6 @@ class Store(Protocol):
         """Every outcome counter of the flow; they live until the flow is deleted."""
         ...
 
-    async def record_execution(self, record: V1ExecutionRecord, ttl_s: int) -> None:
-        """Deprecated: ``claim_execution`` of a Running record built from ``record``."""
-        ...
-
     # polling schedule -------------------------------------------------------------
     async def schedule_poll(self, flow_id: str, name: str, due_ms: int, attempt: int) -> None:
         """Put (or move) the execution in the shared schedule: poll ``attempt`` at ``due_ms``."""
@@ -302,18 +281,6 @@ def quota_exceeded(quota: str, limit: int | str) -> QuotaExceeded:
     return QuotaExceeded(
         f"quota exceeded: at most {limit} {QUOTAS[quota]} are allowed "
         f"(the {quota} quota of this gateway)"
-    )
-
-
-def from_v1(record: V1ExecutionRecord) -> Record:
-    """The Running v2 record a deprecated ``record_execution`` call stands for."""
-    return Record(
-        flow_id=record.flow_id,
-        flow="",
-        name=record.name,
-        version=record.version,
-        alias=record.alias,
-        started_at=record.started_at,
     )
 
 

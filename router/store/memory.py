@@ -31,8 +31,6 @@ from router.store.base import (
     IdempotencyRecord,
     OutcomeKey,
     Page,
-    V1ExecutionRecord,
-    from_v1,
     quota_exceeded,
     routes_missing,
 )
@@ -282,10 +280,6 @@ class MemoryStore:
 
     async def outcome_counts(self, flow_id: str) -> dict[OutcomeKey, int]:
         return dict(self._state(flow_id).executions.outcomes)
-
-    async def record_execution(self, record: V1ExecutionRecord, ttl_s: int) -> None:
-        """Deprecated: see ``Store.record_execution``."""
-        await self.claim_execution(from_v1(record), ttl_s)
 
     # polling schedule -------------------------------------------------------------
     async def schedule_poll(self, flow_id: str, name: str, due_ms: int, attempt: int) -> None:

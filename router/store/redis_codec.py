@@ -93,7 +93,6 @@ from router.lifecycle import record as lifecycle
 from router.lifecycle.status import Status
 from router.model import Alias, Flow, FlowVersion, Route
 from router.store.base import (
-    ExecutionRecord,
     IdempotencyRecord,
     OutcomeKey,
     Page,
@@ -231,14 +230,6 @@ def decode_alias(flow_id: str, raw: bytes) -> Alias:
     fields = orjson.loads(raw)
     fields["routes"] = tuple(Route(v, w) for v, w in fields["routes"])
     return Alias(flow_id=flow_id, **fields)
-
-
-def encode_execution(record: ExecutionRecord) -> bytes:
-    return orjson.dumps({name: getattr(record, name) for name in ExecutionRecord.__slots__})
-
-
-def decode_execution(raw: bytes) -> ExecutionRecord:
-    return ExecutionRecord(**orjson.loads(raw))
 
 
 def execution_args(record: lifecycle.ExecutionRecord) -> list[Any]:

@@ -28,7 +28,7 @@ from router.lifecycle.record import ExecutionRecord
 from router.lifecycle.status import Status
 from router.store import redis_codec as codec
 from router.store import redis_exec_scripts as lua
-from router.store.base import OutcomeKey, Page, V1ExecutionRecord, from_v1
+from router.store.base import OutcomeKey, Page
 from router.store.redis_client import FailureLog
 from router.store.redis_client import reachable as _reachable
 from router.store.redis_codec import ExecutionKeys, FlowKeys
@@ -173,10 +173,6 @@ class RedisExecutions:
         if not raw and not await self._flow_exists(flow_id):
             raise FlowNotFound(flow_id)
         return {codec.decode_outcome(f): int(n) for f, n in raw.items()}
-
-    async def record_execution(self, record: V1ExecutionRecord, ttl_s: int) -> None:
-        """Deprecated: see ``Store.record_execution``."""
-        await self.claim_execution(from_v1(record), ttl_s)
 
     async def _purge_executions(self, flow_id: str) -> None:
         """After delete_flow: the flow's executions and counters (another slot)."""

@@ -155,10 +155,13 @@ def test_caller_named_execution(
     with bedrock_error(runtime, "ConflictException", 409):
         _start(runtime, flow_id, alias_id, flowExecutionName="nightly-run-1")
     assert len(recording_executor.records) == 1
-    stopped = runtime.stop_flow_execution(
-        flowIdentifier=flow_id, flowAliasIdentifier=alias_id, executionIdentifier="nightly-run-1"
-    )
-    assert (stopped["executionArn"], stopped["status"]) == (started["executionArn"], "Succeeded")
+    # It finished inside its start call: stopping it is a conflict (issue 11).
+    with bedrock_error(runtime, "ConflictException", 409):
+        runtime.stop_flow_execution(
+            flowIdentifier=flow_id,
+            flowAliasIdentifier=alias_id,
+            executionIdentifier="nightly-run-1",
+        )
     with bedrock_error(runtime, "ResourceNotFoundException", 404):
         runtime.get_flow_execution(
             flowIdentifier=flow_id, flowAliasIdentifier=alias_id, executionIdentifier="never-ran"
@@ -166,7 +169,11 @@ def test_caller_named_execution(
 
 
 def test_list_flow_executions(
-    gateway: GatewayServer, agent: Any, runtime: Any, recording_executor: RecordingExecutor
+    gateway: GatewayServer,
+    agent: Any,
+    runtime: Any,
+    recording_executor: RecordingExecutor,
+    bg_loop: BackgroundLoop,
 ) -> None:
     flow_id = create_flow(agent, "f1", versions=2)
     prod = create_alias(agent, flow_id, "prod", "1")
@@ -176,8 +183,10 @@ def test_list_flow_executions(
         for _ in range(n):
             arn = _start(runtime, flow_id, alias)["executionArn"]
             started[arn] = (alias, recording_executor.records[-1]["version"])
-    invoke(runtime, flow_id, prod)  # InvokeFlow executions are not recorded
+    invoked = invoke(runtime, flow_id, prod)  # recorded too (issue 11)
+    started[f"{alias_arn(flow_id, prod)}/execution/{invoked.execution_id}"] = (prod, "1")
     cf.start(cf.client_for(gateway), "f1", "1", "{}", name="by-version")  # no alias: not listed
+    bg_loop.run(gateway.flushed())
 
     pages = runtime.get_paginator("list_flow_executions").paginate(
         flowIdentifier=flow_id, PaginationConfig={"PageSize": 2}

@@ -27,10 +27,10 @@ from router.errors import (
     Unavailable,
     VersionNotFound,
 )
+from router.lifecycle.record import ExecutionRecord
 from router.model import Alias, AliasUpdate, Flow, FlowUpdate, Route, new_id
 from router.store import MemoryStore, open_store
-from router.store.base import IdempotencyRecord, Store, from_v1
-from router.store.base import V1ExecutionRecord as ExecutionRecord
+from router.store.base import IdempotencyRecord, Store
 from router.store.redis import RedisStore
 from tests.harness import free_port
 from tests.plugin import StoreBackend
@@ -197,7 +197,7 @@ async def test_delete_flow_without_aliases(store: Store) -> None:
 async def test_delete_flow_with_aliases_needs_force(store: Store) -> None:
     flow = await flow_with_versions(store, 2)
     await store.create_alias(an_alias(flow, "live", (1, 90), (2, 10)))
-    await store.record_execution(ExecutionRecord(flow.id, "run-1", "1", "live", 7), 60)
+    await store.claim_execution(ExecutionRecord(flow.id, "", "run-1", "1", "live", 7), 60)
     with pytest.raises(ResourceInUse):
         await store.delete_flow(flow.id, force=False)
     assert await store.get_flow("orders") == flow
@@ -462,20 +462,19 @@ async def test_delete_alias(store: Store) -> None:
 
 
 async def test_record_and_get_execution(store: Store) -> None:
-    # record_execution (deprecated) claims a Running v2 record built from a v1 one
     flow = await flow_with_versions(store, 1)
-    record = ExecutionRecord(flow.id, "run-1", "1", "live", 1234)
-    await store.record_execution(record, 60)
-    assert await store.get_execution(flow.id, "run-1") == from_v1(record)
+    record = ExecutionRecord(flow.id, "", "run-1", "1", "live", 1234)
+    await store.claim_execution(record, 60)
+    assert await store.get_execution(flow.id, "run-1") == record
     with pytest.raises(ExecutionAlreadyExists) as e:
-        await store.record_execution(ExecutionRecord(flow.id, "run-1", "2", "", 5), 60)
+        await store.claim_execution(ExecutionRecord(flow.id, "", "run-1", "2", "", 5), 60)
     assert e.value.name == "run-1"
-    assert await store.get_execution(flow.id, "run-1") == from_v1(record)
+    assert await store.get_execution(flow.id, "run-1") == record
     with pytest.raises(ExecutionNotFound) as e2:
         await store.get_execution(flow.id, "run-2")
     assert e2.value.name == "run-2"
     with pytest.raises(FlowNotFound):
-        await store.record_execution(ExecutionRecord("NOPE", "run-1", "1", "", 1), 60)
+        await store.claim_execution(ExecutionRecord("NOPE", "", "run-1", "1", "", 1), 60)
     with pytest.raises(FlowNotFound):
         await store.get_execution("NOPE", "run-1")
 
@@ -496,16 +495,16 @@ async def test_put_token_keeps_the_first_record(store: Store) -> None:
 @pytest.mark.redis_clock
 async def test_executions_and_tokens_expire(store: Store, store_backend: StoreBackend) -> None:
     flow = await flow_with_versions(store, 1)
-    await store.record_execution(ExecutionRecord(flow.id, "run-1", "1", "", 1), 1)
+    await store.claim_execution(ExecutionRecord(flow.id, "", "run-1", "1", "", 1), 1)
     await store.put_token("s", "t", IdempotencyRecord("fp", "r"), 1)
     await store_backend.pass_time(1.2)
     with pytest.raises(ExecutionNotFound):
         await store.get_execution(flow.id, "run-1")
     assert await store.get_token("s", "t") is None
     # an expired name is free again
-    again = ExecutionRecord(flow.id, "run-1", "1", "", 2)
-    await store.record_execution(again, 60)
-    assert await store.get_execution(flow.id, "run-1") == from_v1(again)
+    again = ExecutionRecord(flow.id, "", "run-1", "1", "", 2)
+    await store.claim_execution(again, 60)
+    assert await store.get_execution(flow.id, "run-1") == again
     fresh = IdempotencyRecord("fp2", "r2")
     assert await store.put_token("s", "t", fresh, 60) == fresh
 
@@ -762,7 +761,7 @@ async def test_redis_keys_of_a_flow_share_its_hash_tag(redis_server: Any) -> Non
     try:
         flow = await flow_with_versions(store, 2)
         await store.create_alias(an_alias(flow, "live", (1, 1), (2, 1)))
-        await store.record_execution(ExecutionRecord(flow.id, "run-1", "1", "live", 1), 60)
+        await store.claim_execution(ExecutionRecord(flow.id, "", "run-1", "1", "live", 1), 60)
         await store.put_token("scope", "tok", IdempotencyRecord("fp", flow.id), 60)
         keys = {k.decode() async for k in client.scan_iter(match="*")}
         ours = {k for k in keys if k.startswith(f"{prefix}:")}

@@ -119,7 +119,7 @@ async def test_cluster_keeps_every_key_but_executions_in_one_slot(
     try:
         flow = await flow_with_versions(store, 2)
         await store.create_alias(an_alias(flow, "live", (1, 1), (2, 1)))
-        await store.record_execution(ExecutionRecord(flow.id, "run-1", "1", "live", 1), 60)
+        await store.claim_execution(ExecutionRecord(flow.id, "", "run-1", "1", "live", 1), 60)
         await store.put_token("scope", "tok", IdempotencyRecord("fp", flow.id), 60)
         # executions carry the bare flow id as their hash tag (their own slot)
         executions = f"{prefix}:x:{{{flow.id}}}:"

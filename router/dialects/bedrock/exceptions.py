@@ -44,6 +44,9 @@ ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
     # Store unreachable: nothing was sent to an executor yet, so a retry is safe.
     errors.Unavailable: (500, INTERNAL),
     errors.ExecutorError: (424, DEPENDENCY),
+    # InvokeFlow's wait for an asynchronous execution ended (--invoke-timeout): in the
+    # stream, like the executor failing; the execution itself keeps running.
+    errors.ExecutionWaitTimeout: (424, DEPENDENCY),
     errors.RouterError: (500, INTERNAL),
 }
 # bedrock-agent-runtime models the quota error as 400 (bedrock-agent: 402).

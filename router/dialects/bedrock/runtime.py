@@ -2,26 +2,30 @@
 
 Every execution through an alias samples a version from the alias's compiled
 table (``TSTALIASID`` always runs ``DRAFT``), is forwarded to that version's
-executor by :meth:`~router.service.Gateway.run` (which counts it in
-``flow_router_executions_total`` with the flow and alias *names*, as for
+executor (router/lifecycle/driver.py: recorded and counted in
+``flow_router_executions_total`` and, once final, in
+``flow_router_execution_results_total`` with the flow and alias *names*, as for
 CloudFlow), and carries ``X-Flow-Version``.
 
 ``StartFlowExecution`` names the execution (the caller's ``flowExecutionName``
-or a fresh UUID) and the gateway records it with its version, so its
-``executionArn`` (flow id, alias id, execution id) leads back to flow, alias
-and version for ``GetFlowExecution`` and ``StopFlowExecution``, and
-``ListFlowExecutions`` lists it. ``InvokeFlow`` records nothing (no store
-write on the hot path); its ``executionId`` only labels the answer.
+or a fresh UUID) and answers at once, ``Running`` or not; its ``executionArn``
+(flow id, alias id, execution id) leads back to the record for
+``GetFlowExecution`` (Running until the executor reports the end, then
+``endedAt``) and ``StopFlowExecution`` (forwarded to the executor: ``Aborted``;
+``ConflictException`` if it had already finished). ``ListFlowExecutions``
+lists the records, newest first, InvokeFlow's included.
 
-``InvokeFlow`` answers with an event stream. Everything that can fail before
-the executor is called (validation, unknown flow or alias) is an ordinary JSON
-error; once the stream has started, an executor failure is a modeled
-``dependencyFailedException`` message in it.
+``InvokeFlow`` records its execution under a generated name (no store round
+trip; ``executionId``, when given, only labels the answer) and, with an
+asynchronous executor, waits for the final status (callback or polling) up to
+``--invoke-timeout``. Everything that can fail before the executor is called
+(validation, unknown flow or alias) is an ordinary JSON error; once the stream
+has started, a failure is a modeled ``dependencyFailedException`` message in it
+(an execution that did not finish in time included).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import uuid
@@ -34,31 +38,19 @@ from router.dialects.bedrock import eventstream, parsing
 from router.dialects.bedrock.exceptions import stream_exception_type
 from router.dialects.bedrock.shapes import REQUEST_ID_HEADER, TEST_ALIAS, Call
 from router.dialects.common import FLOW_VERSION_HEADER, iso8601, routing_key
-from router.lifecycle.record import ExecutionRecord
+from router.execution_names import generated
+from router.lifecycle.status import Status, bedrock_execution_status, dialect_name
 from router.model import Flow
 from router.routing import CompiledAlias
-from router.service import Execution
+from router.service import Execution, ExecutionQuery
 
 log = logging.getLogger("flow_router.bedrock")
 
 EXECUTION_ID_HEADER = "x-amz-bedrock-flow-execution-id"
 EVENT_STREAM = "application/vnd.amazon.eventstream"
 OUTPUT_NODE = "FlowOutputNode"
-# Executor statuses as Bedrock's FlowExecutionStatus; others pass through.
-_STATUSES = {
-    "running": "Running",
-    "succeeded": "Succeeded",
-    "success": "Succeeded",
-    "failed": "Failed",
-    "timedout": "TimedOut",
-    "aborted": "Aborted",
-    "stopped": "Aborted",
-}
-_FINISHED = frozenset({"Succeeded", "Failed", "TimedOut", "Aborted"})
 
-
-def execution_status(status: str) -> str:
-    return _STATUSES.get(status.replace("_", "").lower(), status)
+execution_status = bedrock_execution_status  # the table this module had before v2
 
 
 class Target:
@@ -112,42 +104,59 @@ async def start_flow_execution(call: Call) -> dict[str, Any]:
     return {"executionArn": call.arns.execution(flow.id, target.alias_id, name)}
 
 
-async def _described(call: Call) -> tuple[Execution, str, str]:
+async def _execution_id(call: Call) -> tuple[Flow, str, str]:
     flow = await call.flow()
     alias_id = call.arns.alias_id(call.labels["alias"], flow.id, "flowAliasIdentifier")
     execution_id = call.arns.execution_id(call.labels["execution"], flow.id, alias_id)
-    execution = await call.gateway.describe_execution(flow, execution_id)
-    call.headers[FLOW_VERSION_HEADER] = execution.version
-    return execution, alias_id, call.arns.execution(flow.id, alias_id, execution_id)
+    return flow, alias_id, execution_id
 
 
 async def get_flow_execution(call: Call) -> dict[str, Any]:
-    execution, alias_id, arn = await _described(call)
-    flow_id = execution.flow.id
-    return {
-        "executionArn": arn,
-        "flowIdentifier": call.arns.flow(flow_id),
-        "flowAliasIdentifier": call.arns.alias(flow_id, alias_id),
+    flow, alias_id, execution_id = await _execution_id(call)
+    execution = await call.gateway.describe_execution(flow, execution_id)
+    call.headers[FLOW_VERSION_HEADER] = execution.version
+    body: dict[str, Any] = {
+        "executionArn": call.arns.execution(flow.id, alias_id, execution_id),
+        "flowIdentifier": call.arns.flow(flow.id),
+        "flowAliasIdentifier": call.arns.alias(flow.id, alias_id),
         "flowVersion": execution.version,
-        "status": execution_status(execution.reply.status),
+        "status": dialect_name(execution.status, "bedrock"),
         "startedAt": iso8601(execution.started_at),
     }
+    if execution.stopped_at is not None:
+        body["endedAt"] = iso8601(execution.stopped_at)
+    if execution.status in (Status.FAILED, Status.TIMED_OUT) and (
+        execution.error or execution.cause
+    ):
+        body["errors"] = [
+            {
+                "nodeName": OUTPUT_NODE,
+                "error": _ERROR_TYPE.get(execution.status, execution.error or ""),
+                "message": execution.cause or execution.error or "",
+            }
+        ]
+    return body
+
+
+# FlowExecutionErrorType has one documented value; other errors carry the executor's.
+_ERROR_TYPE = {Status.TIMED_OUT: "ExecutionTimedOut"}
 
 
 async def stop_flow_execution(call: Call) -> dict[str, Any]:
-    """Executions here run to completion within the forwarding call, and the executor
-    protocol has no stop: stopping a finished execution answers its final status; a
-    still-running one (an asynchronous executor) is a conflict."""
-    execution, _, arn = await _described(call)
-    status = execution_status(execution.reply.status)
-    if status not in _FINISHED:
-        raise errors.Conflict(f"execution {arn} is {status} and its executor cannot stop it")
-    return {"executionArn": arn, "status": status}
+    """Forwards the stop to the executor; the execution ends ``Aborted``. One that had
+    already finished is a ``ConflictException`` that names its final status."""
+    flow, alias_id, execution_id = await _execution_id(call)
+    execution = await call.gateway.stop_execution(flow, execution_id, None, None)
+    call.headers[FLOW_VERSION_HEADER] = execution.version
+    return {
+        "executionArn": call.arns.execution(flow.id, alias_id, execution_id),
+        "status": dialect_name(execution.status, "bedrock"),
+    }
 
 
 async def list_flow_executions(call: Call) -> dict[str, Any]:
-    """The executions started through an alias (StartFlowExecution records them), in
-    name order, optionally of one alias; each one's status is asked of its executor.
+    """Every execution started through an alias (named or not, InvokeFlow's included),
+    newest first, optionally of one alias, from the records (no executor call).
 
     Records whose alias no longer exists, and CloudFlow executions started with a
     version qualifier, have no alias ARN to report and are left out, so a page may
@@ -163,41 +172,28 @@ async def list_flow_executions(call: Call) -> dict[str, Any]:
     if requested:
         alias_id = call.arns.alias_id(requested, flow.id, "flowAliasIdentifier")
         wanted = TEST_ALIAS if alias_id == TEST_ALIAS else routes.alias_by_id(alias_id).alias.name
-    page = await call.gateway.list_executions(flow, limit, token, fields)
-    records = [r for r in page.items if r.alias in ids and wanted in (None, r.alias)]
-    limiter = asyncio.Semaphore(_DESCRIBE_CONCURRENCY)
-
-    async def summary(record: ExecutionRecord) -> dict[str, Any]:
-        async with limiter:
-            status = await _status(call, flow, record.name)
-        alias_id = ids[record.alias]
-        return {
-            "executionArn": call.arns.execution(flow.id, alias_id, record.name),
+    query = ExecutionQuery(alias=wanted)
+    page = await call.gateway.list_executions(flow, query, limit, token, fields)
+    summaries = []
+    for execution in page.items:
+        shown = ids.get(execution.alias)
+        if shown is None:
+            continue
+        summary = {
+            "executionArn": call.arns.execution(flow.id, shown, execution.name),
             "flowIdentifier": call.arns.flow(flow.id),
-            "flowAliasIdentifier": call.arns.alias(flow.id, alias_id),
-            "flowVersion": record.version,
-            "status": status,
-            "createdAt": iso8601(record.started_at),
+            "flowAliasIdentifier": call.arns.alias(flow.id, shown),
+            "flowVersion": execution.version,
+            "status": dialect_name(execution.status, "bedrock"),
+            "createdAt": iso8601(execution.started_at),
         }
-
-    body: dict[str, Any] = {
-        "flowExecutionSummaries": list(await asyncio.gather(*map(summary, records)))
-    }
+        if execution.stopped_at is not None:
+            summary["endedAt"] = iso8601(execution.stopped_at)
+        summaries.append(summary)
+    body: dict[str, Any] = {"flowExecutionSummaries": summaries}
     if page.next_token:
         body["nextToken"] = page.next_token
     return body
-
-
-_DESCRIBE_CONCURRENCY = 16
-
-
-async def _status(call: Call, flow: Flow, name: str) -> str:
-    """The executor's status of one execution; one it cannot describe counts as failed."""
-    try:
-        execution = await call.gateway.describe_execution(flow, name)
-    except (errors.ExecutorError, errors.NotFound):
-        return "Failed"
-    return execution_status(execution.reply.status)
 
 
 # -- InvokeFlow -------------------------------------------------------------------------
@@ -208,17 +204,20 @@ async def invoke_flow(call: Call) -> web.StreamResponse:
     execution_id = call.member("executionId")
     if execution_id is not None and not isinstance(execution_id, str):
         raise errors.InvalidArgument("executionId must be a string", "executionId")
+    if execution_id:
+        model.validate_execution_name(execution_id, "executionId")
     flow, target = await _target(call)
     version = target.pick()
-    # The executor gets the same id the caller sees; InvokeFlow executions are not
-    # recorded (nothing can describe them later), so they cost no store write.
-    execution_id = execution_id or str(uuid.uuid4())
-    model.validate_execution_name(execution_id, "executionId")
+    revision = 0 if target.compiled is None else target.compiled.revision
+    # The record and the executor get a generated name (no store round trip, and
+    # Bedrock lets a caller reuse executionId across calls); the caller's id, when
+    # given, only labels the answer.
+    name = generated(version, target.alias_name)
     response = web.StreamResponse(
         status=200,
         headers={
             "Content-Type": EVENT_STREAM,
-            EXECUTION_ID_HEADER: execution_id,
+            EXECUTION_ID_HEADER: execution_id or name,
             FLOW_VERSION_HEADER: version,
             REQUEST_ID_HEADER: call.request_id,  # sent now: the envelope cannot add it later
             **call.headers,
@@ -228,8 +227,9 @@ async def invoke_flow(call: Call) -> web.StreamResponse:
     # From here on every failure is a message in the stream: the status is sent.
     try:
         execution = await call.gateway.run(
-            flow, version, target.alias_name, execution_id, document, record=False
+            flow, version, target.alias_name, name, document, revision, unnamed=True
         )
+        execution = await call.gateway.final(execution)
     except errors.RouterError as e:
         messages = [eventstream.exception(stream_exception_type(e), e.message)]
     except Exception:  # a bug: log it whole, end the stream without internals
@@ -246,8 +246,8 @@ async def invoke_flow(call: Call) -> web.StreamResponse:
 
 
 def _result(execution: Execution) -> list[bytes]:
-    status = execution_status(execution.reply.status)
-    if status != "Succeeded":
+    status = dialect_name(execution.status, "bedrock")
+    if execution.status is not Status.SUCCEEDED:
         error = errors.ExecutorError(
             f"execution on version {execution.version} ended with status {status}",
             execution.version,
@@ -256,7 +256,7 @@ def _result(execution: Execution) -> list[bytes]:
     output = {
         "nodeName": OUTPUT_NODE,
         "nodeType": OUTPUT_NODE,
-        "content": {"document": execution.reply.output},
+        "content": {"document": execution.output},
     }
     return [
         eventstream.event("flowOutputEvent", output),

@@ -27,7 +27,11 @@ REQUEST_ID_HEADER = "x-amzn-RequestId"
 TEST_ALIAS = "TSTALIASID"  # always routes to DRAFT, the flow's working copy
 _ID = r"[0-9a-zA-Z]{10}"
 _ALIAS_ID = rf"(?:{TEST_ALIAS}|{_ID})"
-_EXECUTION_ID = r"[a-zA-Z0-9-]{1,36}"
+# Bedrock's execution ids, or a name the gateway generated (router/execution_names):
+# those of InvokeFlow and of CloudFlow's unnamed executions, which ListFlowExecutions shows.
+_EXECUTION_ID = (
+    r"(?:[a-zA-Z0-9-]{1,36}|[0-9a-f]{32}\.(?:[1-9][0-9]{0,4}|DRAFT)\.[A-Za-z0-9_-]{0,128})"
+)
 _ARN = re.compile(
     rf"arn:aws:bedrock:(?P<region>[a-z0-9-]{{1,20}}):(?P<account>[0-9]{{12}}):"
     rf"flow/(?P<flow>{_ID})(?:/alias/(?P<alias>{_ALIAS_ID})"

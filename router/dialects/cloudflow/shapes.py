@@ -16,6 +16,7 @@ import orjson
 
 from router import errors, model
 from router.dialects.common import iso8601
+from router.lifecycle.status import dialect_name
 from router.model import Alias, Api, Flow, FlowVersion, Route
 from router.service import Execution, Gateway, PageFields
 
@@ -129,15 +130,14 @@ def alias_body(alias: Alias) -> dict[str, Any]:
 
 
 def execution_body(execution: Execution, definition: Any) -> dict[str, Any]:
-    reply = execution.reply
     return {
         "Name": execution.name,
         "FlowName": execution.flow.name,
-        "Status": reply.status,
+        "Status": dialect_name(execution.status, "cloudflow"),
         "StartedTime": iso8601(execution.started_at),
-        "StoppedTime": iso8601(execution.stopped_at),
+        "StoppedTime": iso8601(execution.stopped_at) if execution.stopped_at else "",
         "Input": _text(execution.input),
-        "Output": _text(reply.output),
+        "Output": _text(execution.output),
         "FlowDefinition": _text(definition),
     }
 

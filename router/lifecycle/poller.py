@@ -1,0 +1,113 @@
+"""The poller: one background task per replica, sharing the store's poll schedule.
+
+Each round claims up to :data:`CLAIM_LIMIT` due executions
+(``Store.claim_polls``, leased :data:`LEASE_MS`, so a replica that dies holding
+them orphans nothing: they come due again for the others), describes each one
+at its executor, and applies the pure decision of :mod:`router.lifecycle.poll`:
+the transition (through ``Executions.finish``, counted only if this write made
+it), the next poll, or neither. With nothing due it sleeps :data:`IDLE_S`, so an
+idle replica costs the store 20 claim round trips a second (on Redis, each a
+pipeline of 16 ZCOUNTs, one per schedule shard: 320 commands/s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from router.errors import ExecutionNotFound, ExecutorError, NotFound, RouterError
+from router.lifecycle import poll
+from router.lifecycle.driver import Executions, bounded
+from router.lifecycle.journal import Sleep
+from router.lifecycle.record import ExecutionRecord
+
+log = logging.getLogger("flow_router.poller")
+
+CLAIM_LIMIT = 64
+LEASE_MS = 30_000
+IDLE_S = 0.05
+FAILURE_S = 1.0  # after the store failed to answer a claim
+
+
+class Poller:
+    def __init__(self, executions: Executions, sleep: Sleep = asyncio.sleep) -> None:
+        self.executions = executions
+        self._sleep = sleep
+        self.polls = 0  # describe calls made (for tests and the bench)
+
+    async def run(self) -> None:
+        """Poll until cancelled."""
+        store = self.executions.store
+        while True:
+            try:
+                claimed = await store.claim_polls(self.executions.clock(), CLAIM_LIMIT, LEASE_MS)
+            except RouterError:
+                log.warning("could not claim due polls; retrying", exc_info=True)
+                await self._sleep(FAILURE_S)
+                continue
+            if not claimed:
+                await self._sleep(IDLE_S)
+                continue
+            await bounded((self._safe(*entry) for entry in claimed), CLAIM_LIMIT)
+
+    async def _safe(self, flow_id: str, name: str, attempt: int) -> None:
+        try:
+            await self.poll_one(flow_id, name, attempt)
+        except RouterError:  # the store failed: the lease brings the entry back
+            log.warning("poll of execution %s failed", name, exc_info=True)
+
+    async def poll_one(self, flow_id: str, name: str, attempt: int) -> None:
+        """Describe one claimed execution and act on the answer."""
+        executions = self.executions
+        store = executions.store
+        try:
+            record = await store.get_execution(flow_id, name)
+            flow_name = record.flow or (await store.get_flow_by_id(flow_id)).name
+        except NotFound:  # expired, or its flow was deleted
+            await store.cancel_poll(flow_id, name)
+            return
+        if record.is_final:
+            await store.cancel_poll(flow_id, name)
+            return
+        url = executions.upstream.url(flow_name, flow_id, record.version, record.alias)
+        self.polls += 1
+        try:
+            reply = await executions.forwarder.describe(url, name, record.version)
+        except ExecutionNotFound as e:
+            step = self._failed(record, "lost", e.message, attempt)
+        except ExecutorError as e:
+            step = self._failed(record, "unreachable", e.message, attempt)
+        else:
+            step = poll.after_reply(
+                record, reply.status, reply.output, reply.error, reply.cause,
+                attempt=attempt, now_ms=executions.clock(), retention_ms=executions.retention_ms,
+                backoff=executions.backoff, rng=executions.rng,
+            )  # fmt: skip
+        await self._apply(record, step)
+
+    def _failed(
+        self, record: ExecutionRecord, failure: poll.Failure, message: str, attempt: int
+    ) -> poll.Step:
+        executions = self.executions
+        return poll.after_failure(
+            record, failure, message,
+            attempt=attempt, now_ms=executions.clock(), retention_ms=executions.retention_ms,
+            backoff=executions.backoff, rng=executions.rng,
+        )  # fmt: skip
+
+    async def _apply(self, record: ExecutionRecord, step: poll.Step) -> None:
+        executions = self.executions
+        done = step.finished
+        if done is not None:
+            assert done.stopped_at is not None
+            await executions.finish(
+                done.flow_id, done.name, done.status, done.output, done.error, done.cause,
+                done.stopped_at,
+            )  # fmt: skip
+        elif step.next_due_ms is not None:
+            await executions.store.schedule_poll(
+                record.flow_id, record.name, step.next_due_ms, step.attempt
+            )
+        else:
+            log.info("%s", step.reason)
+            await executions.store.cancel_poll(record.flow_id, record.name)
