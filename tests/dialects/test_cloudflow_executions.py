@@ -171,6 +171,7 @@ def _mixed_executions(life: Lifecycle, client: Client) -> dict[str, str]:
         ("prod", "alias-a"), ("prod", "alias-b"), ("prod", None), ("prod", None),
     ]:  # fmt: skip
         how[start(client, "f1", qualifier, '{"n": 1}', name).body.name] = qualifier
+    life.settle()  # the unnamed ones are in the store, not only in the journal
     return how
 
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import pytest
 from alibabacloud_fnf20190315.client import Client
 
+from router.service import Settings
 from tests.dialects.cloudflow_client import (
     assert_raw_error,
     cloudflow_error,
@@ -125,7 +126,9 @@ def test_unnamed_runs_get_a_name_and_a_history(life: Lifecycle, client: Client) 
 def test_still_running_at_the_invoke_timeout(
     request: pytest.FixtureRequest, bg_loop: BackgroundLoop, kind: str
 ) -> None:
-    with lifecycle(request, bg_loop, kind, invoke_timeout_s=INVOKE_TIMEOUT_S) as life:
+    with lifecycle(
+        request, bg_loop, kind, settings=Settings(invoke_timeout_s=INVOKE_TIMEOUT_S)
+    ) as life:
         life.behave("*", mode="async", duration_ms=None)  # ends only when told
         create_flow(life.client, "f1", versions=1)
         with cloudflow_error(504, "ExecutionWaitTimeout") as raised:

@@ -38,7 +38,9 @@ STATUSES = ("Starting", "Running", "Stopped", "Succeeded", "Failed", "TimedOut")
 # RFC 3339 as the API asks for it ("UTC RFC3339"): a full date and time with
 # seconds, optional fraction, and a zone (Z or an offset). Python's fromisoformat
 # alone also takes dates without times and the basic format, which the API does not.
-_RFC3339 = re.compile(r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.(\d{1,9}))?(?:[Zz]|[+-]\d\d:\d\d)")
+_RFC3339 = re.compile(
+    r"\d{4}-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.(\d{1,9}))?(?:[Zz]|[+-]\d\d:\d\d)", re.ASCII
+)
 
 
 def text(value: Any) -> str:
@@ -69,19 +71,23 @@ def optional_text(call: Call, name: str, maximum: int) -> str | None:
 def time_ms(call: Call, name: str) -> int | None:
     """An RFC 3339 time parameter as ms since the epoch, or ``None`` when absent."""
     value = call.get(name)
-    if value is None:
-        return None
+    return None if value is None else parse_time(value, name)
+
+
+def parse_time(value: str, name: str) -> int:
+    """``2020-12-02T02:39:20.402Z`` (or with an offset) as ms since the epoch; a
+    fraction finer than milliseconds is cut, as the API keeps milliseconds."""
     match = _RFC3339.fullmatch(value)
     if match is None:
         raise errors.InvalidArgument(
             f"{name} must be an RFC 3339 time such as 2020-12-02T02:39:20.402Z", name
         )
     fraction = match[1] or ""
-    # fromisoformat takes at most 6 fractional digits; the API's are milliseconds.
-    if len(fraction) > 6:
-        value = value.replace("." + fraction, "." + fraction[:6], 1)
+    iso = value.replace("z", "Z").replace("t", "T")
+    if len(fraction) > 6:  # fromisoformat takes at most 6 fractional digits
+        iso = iso.replace("." + fraction, "." + fraction[:6], 1)
     try:
-        moment = datetime.fromisoformat(value.replace("z", "Z").replace("t", "T"))
+        moment = datetime.fromisoformat(iso)
         whole = int(moment.replace(microsecond=0).timestamp())  # exact, unlike a float
     except (ValueError, OverflowError):  # a month 13, a 25th hour, a February 30th
         raise errors.InvalidArgument(f"{name} {value!r} is not a valid time", name) from None
