@@ -116,7 +116,9 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
             log.info("no --upstream given: forwarding to the built-in reference executor")
         follower = asyncio.create_task(gateway.cache.run(), name="route-cache")
         journal = asyncio.create_task(gateway.executions.journal.run(), name="journal")
-        poller = asyncio.create_task(Poller(gateway.executions).run(), name="poller")
+        # A claimed poll is leased longer than its describe call can take.
+        lease_ms = round((config.timeouts.total_s + 5) * 1000)
+        poller = asyncio.create_task(Poller(gateway.executions, lease_ms).run(), name="poller")
         yield
         # redis-py can swallow one cancellation inside a (re)subscribe
         # (asyncio.wait_for on 3.11), so cancel until the task has really ended.

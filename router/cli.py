@@ -15,7 +15,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, TypedDict
 
-from router import __version__
+from router import __version__, cli_lifecycle
 from router.auth import guard, load_credentials
 from router.breaker import VersionLimits
 from router.config import Config
@@ -158,11 +158,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add_limit_arguments(option)
     _add_quota_arguments(option)
+    cli_lifecycle.add_serve_arguments(option)
 
     executor = sub.add_parser("executor", help="run the reference (echo) executor alone")
     executor.add_argument("--version", action="version", version=_VERSION)
     executor.add_argument("--host", default="127.0.0.1", help="(default: 127.0.0.1)")
     executor.add_argument("--port", type=int, default=9090, help="(default: 9090)")
+    cli_lifecycle.add_executor_arguments(executor)
     return parser
 
 
@@ -332,6 +334,7 @@ def config_from_args(args: argparse.Namespace) -> Config:
         raise ValueError("--definition-cache-bytes must not be negative")
     credentials = load_credentials(args.credentials) if args.credentials else None
     check_exposure(args.host, credentials, args.insecure)
+    lifecycle, callbacks = cli_lifecycle.serve_settings(args)
     return Config(
         host=args.host,
         port=args.port,
@@ -347,9 +350,11 @@ def config_from_args(args: argparse.Namespace) -> Config:
             cache_check_interval_s=args.cache_check_interval,
             definition_cache_bytes=args.definition_cache_bytes,
             **_quota_settings(args),
+            **lifecycle,
         ),
         credentials=credentials,
         insecure=args.insecure,
+        **callbacks,
         **_limit_settings(args),
     )
 
@@ -362,7 +367,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     try:
         if args.command == "executor":
-            run_executor(args.host, args.port)
+            run_executor(args.host, args.port, cli_lifecycle.executor_behaviour(args))
             return 0
         return _serve(args, level.upper())
     except ListenError as e:

@@ -5,6 +5,15 @@ It is what ``flow-router serve`` forwards to when no ``--upstream`` is given
 ``flow-router executor`` serves alone. It implements the executor protocol in
 ``router/forward.py`` and is the model for a real one.
 
+Modes (``flow-router executor --mode``): ``sync`` (the default, and the only
+mode of the one built into ``serve``) answers the final status in the start
+reply; ``async`` answers ``Running`` and finishes the run ``--duration-ms``
+later. ``--fail VERSION=RATIO`` makes that share of a version's runs end
+``Failed`` (drawn from a generator seeded with ``--seed`` and the version).
+A run's end is POSTed to the start body's ``"callback"`` URL when it has one
+(retried a few times). ``POST .../{name}/stop`` stops a Running run
+(``Aborted``; 404 unknown, 409 already final).
+
 It authenticates nobody: anyone who reaches it can run "executions" and
 rewrite the records a DescribeExecution reads. So when the API requires
 signatures (``--credentials``) the gateway does not mount it on the API port
@@ -16,13 +25,19 @@ forgotten first; each request body is capped like the gateway's.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+import random
 import socket
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
+import aiohttp
 import orjson
 from aiohttp import web
 
@@ -71,7 +86,75 @@ class RunLog:
             self.bytes -= len(self._runs.popitem(last=False)[1])
 
 
+@dataclass(frozen=True, slots=True)
+class Behaviour:
+    """How the executor runs executions (``flow-router executor`` options)."""
+
+    mode: Literal["sync", "async"] = "sync"
+    duration_ms: int = 1000  # async: a run ends this long after its start
+    failures: Mapping[str, float] = field(default_factory=dict)  # version -> share Failed
+    seed: int = 0
+
+
+CALLBACK_ATTEMPTS = 4  # a callback refused or unreachable is sent again after 0.2, 0.4, 0.8 s
+
+
+class Runner:
+    """What ``async`` mode needs beyond the run log: timers, draws, callbacks."""
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self._rngs: dict[str, random.Random] = {}
+        self.timers: dict[RunKey, asyncio.TimerHandle] = {}
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.session: aiohttp.ClientSession | None = None
+
+    def outcome(self, version: str) -> str:
+        ratio = self.behaviour.failures.get(version, 0.0)
+        rng = self._rngs.get(version)
+        if rng is None:
+            rng = self._rngs[version] = random.Random(f"{self.behaviour.seed}:{version}")
+        return "Failed" if rng.random() < ratio else "Succeeded"
+
+    def call_back(self, url: str, body: bytes) -> None:
+        task = asyncio.get_running_loop().create_task(self._post(url, body))
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def _post(self, url: str, body: bytes) -> None:
+        delay = 0.2
+        for _ in range(CALLBACK_ATTEMPTS):
+            if self.session is None:
+                return
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                async with self.session.post(
+                    url, data=body, headers={"Content-Type": "application/json"}
+                ) as answer:
+                    if answer.status < 300 or answer.status in (400, 403):
+                        return  # accepted, or refused for good
+            await asyncio.sleep(delay)
+            delay *= 2
+
+    async def lifetime(self, app: web.Application) -> AsyncIterator[None]:
+        self.session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        yield
+        for timer in self.timers.values():
+            timer.cancel()
+        for task in list(self.tasks):
+            task.cancel()
+        await self.session.close()
+        self.session = None
+
+
 RUNS = web.AppKey("runs", RunLog)
+RUNNER = web.AppKey("runner", Runner)
+
+
+def _final(run: dict[str, Any], status: str, at: float, **extra: Any) -> bytes:
+    run.update(status=status, stoppedAt=at, **extra)
+    if status == "Succeeded":
+        run["output"] = run["input"]
+    return orjson.dumps(run)
 
 
 async def _start(request: web.Request) -> web.Response:
@@ -84,21 +167,65 @@ async def _start(request: web.Request) -> web.Response:
     flow = request.match_info["flow"]
     version = request.match_info["version"]
     name = str(payload.get("execution") or uuid.uuid4())
+    runner = request.app[RUNNER]
     now = time.time()
-    record = orjson.dumps(
-        {
-            "status": "Succeeded",
-            "input": payload.get("input"),
-            "output": payload.get("input"),
-            "flow": flow,
-            "version": version,
-            "alias": payload.get("alias", ""),
-            "execution": name,
-            "startedAt": now,
-            "stoppedAt": now,
-        }
-    )
-    request.app[RUNS].put((flow, version, name), record)
+    run = {
+        "status": "Running",
+        "input": payload.get("input"),
+        "flow": flow,
+        "version": version,
+        "alias": payload.get("alias", ""),
+        "execution": name,
+        "startedAt": now,
+    }
+    outcome = runner.outcome(version)
+    key = (flow, version, name)
+    callback = payload.get("callback")
+    if runner.behaviour.mode == "sync":
+        record = _final(run, outcome, now, **_failure(outcome, version))
+    else:
+        record = orjson.dumps(run)
+
+        def end() -> None:
+            runner.timers.pop(key, None)
+            if request.app[RUNS].get(key) is None:
+                return  # forgotten (the run log is bounded)
+            done = _final(run, outcome, time.time(), **_failure(outcome, version))
+            request.app[RUNS].put(key, done)
+            if isinstance(callback, str):
+                runner.call_back(callback, done)
+
+        delay = runner.behaviour.duration_ms / 1000
+        runner.timers[key] = asyncio.get_running_loop().call_later(delay, end)
+    request.app[RUNS].put(key, record)
+    return web.Response(body=record, content_type="application/json")
+
+
+def _failure(outcome: str, version: str) -> dict[str, str]:
+    if outcome != "Failed":
+        return {}
+    return {"error": "Injected.Failure", "cause": f"version {version} fails on purpose (--fail)"}
+
+
+async def _stop(request: web.Request) -> web.Response:
+    info = request.match_info
+    key = (info["flow"], info["version"], info["name"])
+    raw = request.app[RUNS].get(key)
+    if raw is None:
+        return web.json_response({"message": "no such execution"}, status=404)
+    run = orjson.loads(raw)
+    if run.get("status") != "Running":
+        return web.Response(body=raw, status=409, content_type="application/json")
+    try:
+        asked = orjson.loads(await request.read() or b"{}")
+    except orjson.JSONDecodeError:
+        return web.json_response({"message": "body must be JSON"}, status=400)
+    timer = request.app[RUNNER].timers.pop(key, None)
+    if timer is not None:
+        timer.cancel()
+    extra = {k: v for k, v in asked.items() if k in ("error", "cause") and isinstance(v, str)}
+    record = _final(run, "Aborted", time.time(), **extra)
+    request.app[RUNS].put(key, record)
     return web.Response(body=record, content_type="application/json")
 
 
@@ -110,13 +237,21 @@ async def _describe(request: web.Request) -> web.Response:
     return web.Response(body=record, content_type="application/json")
 
 
-def add_routes(app: web.Application, prefix: str = PREFIX, runs: RunLog | None = None) -> None:
+def add_routes(
+    app: web.Application,
+    prefix: str = PREFIX,
+    runs: RunLog | None = None,
+    behaviour: Behaviour | None = None,
+) -> None:
     """Serve the executor under ``prefix``; request bodies are capped by the app's
     ``client_max_size`` (a 413 beyond it)."""
     app[RUNS] = runs if runs is not None else RunLog()
+    runner = app[RUNNER] = Runner(behaviour or Behaviour())
+    app.cleanup_ctx.append(runner.lifetime)
     base = prefix + "/flows/{flow}/versions/{version}/executions"
     app.router.add_post(base, _start)
     app.router.add_get(base + "/{name}", _describe)
+    app.router.add_post(base + "/{name}/stop", _stop)
 
 
 def upstream_for(host: str, port: int) -> str:
@@ -128,10 +263,12 @@ def upstream_for(host: str, port: int) -> str:
 
 
 def make_executor_app(
-    runs: RunLog | None = None, max_request_bytes: int = MAX_REQUEST_BYTES
+    runs: RunLog | None = None,
+    max_request_bytes: int = MAX_REQUEST_BYTES,
+    behaviour: Behaviour | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=max_request_bytes)
-    add_routes(app, prefix="", runs=runs)
+    add_routes(app, prefix="", runs=runs, behaviour=behaviour)
     return app
 
 

@@ -22,9 +22,9 @@ header-read timeout; its keep-alive timer covers that case):
   before parsing any of it: no action takes more than a few dozen, and a
   1 MiB body of 350,000 empty fields would otherwise cost a few tenths of a
   second of CPU before its signature is even looked at.
-* Not bounded here: a client that stops *reading* a large response holds its
-  handler until TCP gives up (the answers of this API are small, so the
-  kernel's socket buffers absorb them in practice).
+* **Response**: an answer over 256 KiB is sent in 64 KiB pieces as the client
+  reads (router/respond); a client that reads nothing for ``--send-timeout`` is
+  disconnected. Smaller answers go out whole, so a non-reader holds at most that.
 """
 
 from __future__ import annotations

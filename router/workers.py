@@ -33,6 +33,7 @@ from aiohttp import web
 
 from router import __version__
 from router.config import Config
+from router.executor import Behaviour
 from router.metrics import MULTIPROCESS_ENV
 from router.store import is_in_process_url, redact_url
 
@@ -296,18 +297,18 @@ def supervise(config: Config, workers: int, *, access_log: bool, log_level: str)
     return 0 if stopping else exit_code
 
 
-def run_executor(host: str, port: int) -> None:
+def run_executor(host: str, port: int, behaviour: Behaviour | None = None) -> None:
     """``flow-router executor``: the reference executor alone, until SIGTERM/SIGINT.
 
     Raises :class:`ListenError` if the address cannot be listened on.
     """
-    asyncio.run(_serve_executor(host, port))
+    asyncio.run(_serve_executor(host, port, behaviour))
 
 
-async def _serve_executor(host: str, port: int) -> None:
+async def _serve_executor(host: str, port: int, behaviour: Behaviour | None) -> None:
     from router.executor import make_executor_app, upstream_for
 
-    runner = web.AppRunner(make_executor_app(), handle_signals=False)
+    runner = web.AppRunner(make_executor_app(behaviour=behaviour), handle_signals=False)
     await runner.setup()
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -85,7 +85,8 @@ def _options(parser: argparse.ArgumentParser) -> dict[str, argparse.Action]:
     return {
         action.option_strings[-1]: action
         for action in parser._actions
-        if action.option_strings and action.dest != "help"
+        # --help and --version print and exit: no setting, no environment variable
+        if action.option_strings and action.dest not in ("help", "version")
     }
 
 

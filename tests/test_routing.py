@@ -18,25 +18,7 @@ from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Flow, Route
 from router.routing import RouteCache
 from router.store.memory import MemoryStore
-
-
-class CountingStore:
-    """Forwards every call to a real store and counts them by name."""
-
-    def __init__(self, inner: MemoryStore) -> None:
-        self.inner = inner
-        self.calls: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if not callable(target):
-            return target
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return target(*args, **kwargs)
-
-        return counted
+from tests.harness import CountingStore
 
 
 async def _flow_with_alias(store: MemoryStore, weights: tuple[int, int] = (30, 70)) -> Flow:

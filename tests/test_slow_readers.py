@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
-from collections import Counter
 from typing import Any
 
 import pytest
@@ -32,10 +31,9 @@ from router.metrics import Metrics
 from router.model import Flow, FlowUpdate
 from router.paging import PAGE_BYTES, encoded_size
 from router.service import Gateway, Settings
-from router.store.base import Store
 from router.store.memory import MemoryStore
 from tests.conftest import StoreBackend, make_backend
-from tests.harness import free_port
+from tests.harness import CountingStore, free_port
 from tests.processes import Connection, Processes
 
 KINDS = ("memory", "redis")
@@ -49,25 +47,6 @@ async def backend(request: pytest.FixtureRequest) -> Any:
         yield found
     finally:
         await found.close()
-
-
-class CountingStore:
-    """Delegates to a real store and counts calls by name."""
-
-    def __init__(self, inner: Store) -> None:
-        self.inner = inner
-        self.calls: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-        if not callable(target):
-            return target
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.calls[name] += 1
-            return target(*args, **kwargs)
-
-        return counted
 
 
 def _gateway(store: Any, settings: Settings | None = None) -> Gateway:

@@ -1,8 +1,9 @@
 """The poller: one background task per replica, sharing the store's poll schedule.
 
 Each round claims up to :data:`CLAIM_LIMIT` due executions
-(``Store.claim_polls``, leased :data:`LEASE_MS`, so a replica that dies holding
-them orphans nothing: they come due again for the others), describes each one
+(``Store.claim_polls``, leased for ``lease_ms``: the app gives ``--timeout`` plus
+5 s, longer than one describe can take; a replica that dies holding them
+orphans nothing, they come due again for the others after the lease), describes each one
 at its executor, and applies the pure decision of :mod:`router.lifecycle.poll`:
 the transition (through ``Executions.finish``, counted only if this write made
 it), the next poll, or neither. With nothing due it sleeps :data:`IDLE_S`, so an
@@ -30,8 +31,11 @@ FAILURE_S = 1.0  # after the store failed to answer a claim
 
 
 class Poller:
-    def __init__(self, executions: Executions, sleep: Sleep = asyncio.sleep) -> None:
+    def __init__(
+        self, executions: Executions, lease_ms: int = LEASE_MS, sleep: Sleep = asyncio.sleep
+    ) -> None:
         self.executions = executions
+        self.lease_ms = lease_ms
         self._sleep = sleep
         self.polls = 0  # describe calls made (for tests and the bench)
 
@@ -40,7 +44,7 @@ class Poller:
         store = self.executions.store
         while True:
             try:
-                claimed = await store.claim_polls(self.executions.clock(), CLAIM_LIMIT, LEASE_MS)
+                claimed = await store.claim_polls(self.executions.clock(), CLAIM_LIMIT, self.lease_ms)
             except RouterError:
                 log.warning("could not claim due polls; retrying", exc_info=True)
                 await self._sleep(FAILURE_S)
