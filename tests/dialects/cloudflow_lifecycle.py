@@ -10,7 +10,6 @@ test's thread, so everything that touches the executor goes through
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +19,6 @@ import pytest
 from alibabacloud_fnf20190315 import models
 from alibabacloud_fnf20190315.client import Client
 
-from router.app import GATEWAY
 from router.config import Config
 from tests.async_executor import AsyncExecutor, Behaviour
 from tests.dialects.cloudflow_client import client_for
@@ -54,22 +52,9 @@ class Lifecycle:
         return self.on_loop(lambda: self.executor.finish(name, status, **fields))
 
     def settle(self) -> None:
-        """Return once the gateway's journal has written every record it was handed.
-
-        Executions started without a name reach the store in the journal's next
-        batch (a few ms later); a listing reads the store. Bounded: 10 s.
-        """
-        assert self.gateway.app is not None
-        journal = self.gateway.app[GATEWAY].executions.journal
-
-        async def written() -> None:
-            for _ in range(2000):
-                if journal.pending == 0:
-                    return
-                await asyncio.sleep(0.005)  # the journal's own interval
-            raise AssertionError(f"the journal still holds {journal.pending} records")
-
-        self.bg_loop.run(written())
+        """Return once the gateway's journal has written every record it was handed:
+        executions started without a name reach the store in its next batch."""
+        self.bg_loop.run(self.gateway.flushed())
 
     def wait(self, predicate: Callable[[], bool]) -> None:
         """Block until ``predicate`` (checked on the loop after every executor change) holds."""
