@@ -21,6 +21,9 @@ from tests.dialects.cloudflow_client import (
     create_alias,
     create_flow,
     raw_call,
+    samples,
+    scrape,
+    value,
 )
 from tests.dialects.cloudflow_lifecycle import (
     Lifecycle,
@@ -37,6 +40,7 @@ from tests.harness import BackgroundLoop
 # The wait of a synchronous execution, for the test that runs out of it: long enough
 # for the other tests' runs (a few ms), short enough to keep the suite quick.
 INVOKE_TIMEOUT_S = 0.5
+RESULTS = "flow_router_execution_results_total"
 
 
 @pytest.fixture(params=GATEWAY_STORES)
@@ -167,3 +171,28 @@ def test_a_name_is_used_once_per_flow(life: Lifecycle, client: Client) -> None:
     with cloudflow_error(409, "ExecutionAlreadyExists"):
         start_sync(client, "f1", "1", name="s1")
     assert life.on_loop(lambda: sum(life.executor.started.values())) == 1
+
+
+@pytest.mark.parametrize("kind", GATEWAY_STORES)
+def test_outcomes_are_counted_once_per_execution(
+    request: pytest.FixtureRequest, bg_loop: BackgroundLoop, kind: str
+) -> None:
+    """Each run's final body arrives twice by callback (and maybe by a poll): the
+    per-version result counters still equal the executor's ground truth."""
+    with lifecycle(request, bg_loop, kind, callbacks=True) as life:
+        life.behave("1", mode="async", duration_ms=5, failure_ratio=0.5, callback_repeats=2)
+        life.behave("2", mode="sync", failure_ratio=0.5)
+        create_flow(life.client, "f1", versions=2)
+        create_alias(life.client, "f1", "prod", ("1", 1), ("2", 1))
+        answered = [start_sync(life.client, "f1", "prod", "{}").body.status for _ in range(12)]
+        life.wait(lambda: life.executor.final_count() == 12)
+        repeats = 2 * life.on_loop(lambda: life.executor.final_count("1"))
+        life.wait(lambda: sum(life.executor.callback_answers.values()) == repeats)
+        truth = life.on_loop(lambda: dict(life.executor.finals))
+        assert sorted(answered) == sorted(s for (_, s), n in truth.items() for _ in range(n))
+        scraped = scrape(life.gateway)
+        for (version, status), n in truth.items():
+            labels = {"flow": "f1", "alias": "prod", "version": version, "status": status}
+            assert value(scraped, RESULTS, **labels) == n, labels
+        counted = sum(s.value for s in samples(scraped, RESULTS, flow="f1"))
+        assert counted == 12
