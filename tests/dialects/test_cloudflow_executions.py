@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from alibabacloud_fnf20190315 import models
 from alibabacloud_fnf20190315.client import Client
 
 from tests.dialects.cloudflow_client import (
@@ -382,3 +383,21 @@ def test_history_errors(life: Lifecycle, client: Client) -> None:
         assert_raw_error(answer, 400, "InvalidArgument")
         assert field in answer.body["Message"]
     assert _started(life) == 1
+
+
+def test_list_items_carry_the_flows_environment(life: Lifecycle, client: Client) -> None:
+    variables = [models.CreateFlowRequestEnvironmentVariables(name="region", value="eu")]
+    client.create_flow(
+        models.CreateFlowRequest(
+            name="f1",
+            definition=DEFINITION,
+            description="",
+            environment=models.CreateFlowRequestEnvironment(variables=variables),
+        )
+    )
+    client.publish_flow_version(models.PublishFlowVersionRequest(flow_name="f1"))
+    start(client, "f1", "1", name="e1")
+    (item,) = list_all(client, "f1")
+    assert [(v.name, v.value) for v in item.environment.variables] == [("region", "eu")]
+    (lean,) = list_all(client, "f1", metadata_only=True)
+    assert lean.environment is None

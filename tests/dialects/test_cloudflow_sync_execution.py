@@ -66,6 +66,7 @@ def test_a_synchronous_executor_answers_at_once(life: Lifecycle, client: Client)
     assert json.loads(body.output) == {"ranOn": "1", "input": {"q": "hi"}}
     assert body.started_time <= body.stopped_time
     assert (body.error_code, body.error_message) == (None, None)
+    assert body.environment is not None and not body.environment.variables
     assert resp.headers["x-flow-version"] == "1"
     assert describe(client, "f1", "s1").status == "Succeeded"
 

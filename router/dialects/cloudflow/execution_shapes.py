@@ -183,11 +183,13 @@ def execution_item(execution: Execution, definition: Any, metadata_only: bool) -
         body["Input"] = text(execution.input)
         body["Output"] = text(execution.output)
         body["FlowDefinition"] = text(definition)
+        body["Environment"] = execution.flow.environment or {}  # as DescribeExecution
     return body
 
 
 def stop_body(execution: Execution, definition: Any) -> dict[str, Any]:
     body = execution_item(execution, definition, metadata_only=False)
+    del body["Environment"]  # StopExecution's answer has none
     if execution.flow.role_arn:  # the API leaves RoleArn out when the flow has none
         body["RoleArn"] = execution.flow.role_arn
     return body
@@ -198,6 +200,7 @@ def sync_body(execution: Execution) -> dict[str, Any]:
     ``ErrorCode`` and ``ErrorMessage`` (a 200, like the API: the call worked)."""
     body = execution_item(execution, None, metadata_only=True)
     body["Output"] = text(execution.output)
+    body["Environment"] = execution.flow.environment or {}
     if execution.error is not None:
         body["ErrorCode"] = execution.error
     if execution.cause is not None:
