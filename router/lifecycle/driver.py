@@ -209,11 +209,16 @@ class Executions:
         await self.store.schedule_poll(record.flow_id, record.name, step.next_due_ms, step.attempt)
 
     async def _flush(self, batch: list[ExecutionRecord]) -> None:
-        """The journal's flush: the records, then the first polls of the Running ones."""
-        await self.store.put_executions(batch, self.retention_s)
+        """The journal's flush: the first polls of the Running records, then the records.
+
+        In that order, so a crash between the two leaves a poll without a record
+        (the poller drops it after a few tries: see router/lifecycle/poller.py),
+        never a Running record that nobody polls.
+        """
         running = [r for r in batch if r.stopped_at is None]
         if running:
             await bounded(map(self._schedule_first, running), SCHEDULE_CONCURRENCY)
+        await self.store.put_executions(batch, self.retention_s)
 
     # -- transitions --------------------------------------------------------------------------
     async def finish(

@@ -28,6 +28,9 @@ CLAIM_LIMIT = 64
 LEASE_MS = 30_000
 IDLE_S = 0.05
 FAILURE_S = 1.0  # after the store failed to answer a claim
+# A journal flush schedules the first poll before it writes the record: polls of a
+# record not found are tried this many times (0.1 s, 0.2 s, 0.4 s apart) before dropped.
+MISSING_RETRIES = 3
 
 
 class Poller:
@@ -41,10 +44,12 @@ class Poller:
 
     async def run(self) -> None:
         """Poll until cancelled."""
-        store = self.executions.store
+        executions = self.executions
         while True:
             try:
-                claimed = await store.claim_polls(self.executions.clock(), CLAIM_LIMIT, self.lease_ms)
+                claimed = await executions.store.claim_polls(
+                    executions.clock(), CLAIM_LIMIT, self.lease_ms
+                )
             except RouterError:
                 log.warning("could not claim due polls; retrying", exc_info=True)
                 await self._sleep(FAILURE_S)
@@ -67,7 +72,14 @@ class Poller:
         try:
             record = await store.get_execution(flow_id, name)
             flow_name = record.flow or (await store.get_flow_by_id(flow_id)).name
-        except NotFound:  # expired, or its flow was deleted
+        except ExecutionNotFound:
+            if attempt < MISSING_RETRIES:  # its journal flush may not have written it yet
+                due = executions.clock() + round(executions.backoff.delay(attempt + 1) * 1000)
+                await store.schedule_poll(flow_id, name, due, attempt + 1)
+            else:  # expired, or lost with a crashed replica's journal window
+                await store.cancel_poll(flow_id, name)
+            return
+        except NotFound:  # its flow was deleted
             await store.cancel_poll(flow_id, name)
             return
         if record.is_final:
