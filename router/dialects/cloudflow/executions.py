@@ -37,7 +37,11 @@ async def stop_execution(call: Call) -> dict[str, Any]:
     error = shapes.optional_text(call, "Error", shapes.MAX_ERROR)
     cause = shapes.optional_text(call, "Cause", shapes.MAX_CAUSE)
     flow = await call.flow()
-    execution = await call.gateway.stop_execution(flow, call.get("ExecutionName"), error, cause)
+    try:
+        execution = await call.gateway.stop_execution(flow, call.get("ExecutionName"), error, cause)
+    except errors.ExecutionFinished as e:  # in the API's words (and not Bedrock's "Aborted")
+        message = f"Execution '{e.execution}' for flow '{flow.name}' has already completed."
+        raise errors.ExecutionFinished(e.execution, message) from None
     call.headers[FLOW_VERSION_HEADER] = execution.version
     definitions = await _definitions(call, flow, [execution])
     return shapes.stop_body(execution, definitions[execution.version])
