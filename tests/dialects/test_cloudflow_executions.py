@@ -34,6 +34,7 @@ from tests.dialects.cloudflow_lifecycle import (
     lifecycle,
     list_all,
     list_page,
+    start_sync,
     stop,
 )
 from tests.dialects.conftest import GATEWAY_STORES
@@ -401,3 +402,13 @@ def test_list_items_carry_the_flows_environment(life: Lifecycle, client: Client)
     assert [(v.name, v.value) for v in item.environment.variables] == [("region", "eu")]
     (lean,) = list_all(client, "f1", metadata_only=True)
     assert lean.environment is None
+
+
+def test_list_survives_a_deleted_version(life: Lifecycle, client: Client) -> None:
+    create_flow(client, "f1", versions=2)
+    start(client, "f1", "1", name="on-1")
+    start_sync(client, "f1", "2", name="on-2")  # answers no definition: none is cached
+    client.delete_flow_version(models.DeleteFlowVersionRequest(flow_name="f1", flow_version="2"))
+    items = {e.name: e for e in list_all(client, "f1")}
+    assert items["on-1"].flow_definition == DEFINITION
+    assert (items["on-2"].status, items["on-2"].flow_definition) == ("Succeeded", "")
