@@ -22,15 +22,11 @@ from router.service import Execution
 
 
 async def _definitions(call: Call, flow: Flow, executions: list[Execution]) -> dict[str, Any]:
-    """The definition of each version the page ran on, read once per version. A
-    version deleted since shows an empty definition: a list must not fail on it."""
-    found: dict[str, Any] = {}
-    for version in {e.version for e in executions}:
-        try:
-            found[version] = await call.gateway.version_definition(flow, version)
-        except errors.NotFound:
-            found[version] = None
-    return found
+    """The definition of each version the page ran on, read once per version (None
+    for a version deleted since: ``Definitions.of`` never fails a listing)."""
+    return {
+        v: await call.gateway.version_definition(flow, v) for v in {e.version for e in executions}
+    }
 
 
 async def stop_execution(call: Call) -> dict[str, Any]:
