@@ -23,8 +23,7 @@ from router.config import Config
 from router.dialects import bedrock, cloudflow
 from router.errors import Unavailable
 from router.forward import Forwarder, UpstreamTemplate
-from router.lifecycle.callback import CallbackTokens, resolve_secret
-from router.lifecycle.driver import Callbacks
+from router.lifecycle.callback import Callbacks, CallbackTokens, resolve_secret
 from router.lifecycle.poller import Poller
 from router.limits import BODY_TIMEOUT
 from router.metrics import CONTENT_TYPE, Metrics

@@ -24,6 +24,7 @@ from aiohttp import web
 
 from router.errors import ExecutionNotFound, InvalidArgument, NotFound, Unavailable
 from router.lifecycle.callback import ROUTE, final_body
+from router.limits import read_body
 from router.service import Gateway
 
 NOT_FOUND_RETRIES = 5  # waits of 20, 40, 80, 160, 320 ms
@@ -44,9 +45,9 @@ def add_routes(app: web.Application, gateway_key: web.AppKey[Gateway]) -> None:
         flow_id, name = info["flow_id"], info["execution"]
         if not callbacks.tokens.verify(flow_id, name, info["token"]):
             return _json({"message": "the callback token is not valid for this execution"}, 403)
-        try:
-            final = final_body(await request.read())
-        except InvalidArgument as e:
+        try:  # within --body-timeout and --max-body-bytes, like an API request
+            final = final_body(await read_body(request))
+        except InvalidArgument as e:  # BodyTooLarge and BodyTimeout included
             return _json({"message": e.message}, 400)
         delay = FIRST_RETRY_S
         for attempt in range(NOT_FOUND_RETRIES + 1):

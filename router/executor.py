@@ -183,6 +183,8 @@ async def _start(request: web.Request) -> web.Response:
     callback = payload.get("callback")
     if runner.behaviour.mode == "sync":
         record = _final(run, outcome, now, **_failure(outcome, version))
+    elif len(runner.timers) >= MAX_RECORDS:  # bounded like the run log
+        return web.json_response({"message": "too many runs in flight"}, status=503)
     else:
         record = orjson.dumps(run)
 

@@ -18,7 +18,8 @@ from router.definitions import Definitions
 from router.errors import InvalidArgument, InvalidToken, VersionNotFound
 from router.forward import Forwarder, UpstreamTemplate
 from router.idempotency import DEFAULT_TTL_S, Create, Idempotency
-from router.lifecycle.driver import Callbacks, Executions
+from router.lifecycle.callback import Callbacks
+from router.lifecycle.driver import Executions
 from router.lifecycle.executions import Execution, ExecutionQuery, HistoryEvent, history, scan
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route

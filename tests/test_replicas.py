@@ -379,7 +379,9 @@ def test_no_redis_command_per_routed_request(
             f"commandstats delta {delta})"
         )
         in_scripts = {"exists", "hset", "hincrby", "expire", "zadd", "zrange", "zrem"}
-        allowed = {"evalsha", "script|load", "zcount", "info"} | in_scripts
+        # a pooled connection opened meanwhile (the journal and the poller overlap)
+        handshake = {"hello", "ping", "client|setinfo", "select"}
+        allowed = {"evalsha", "script|load", "zcount", "info"} | in_scripts | handshake
         assert {k.removeprefix("cmdstat_") for k in delta} <= allowed
         assert 1 <= flushes <= 500 / 4  # batched, even one request at a time
 

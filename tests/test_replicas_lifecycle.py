@@ -180,3 +180,16 @@ def test_sigkill_loses_at_most_the_journal_window(
     assert early and all(name in stored for name in early)
     lost = [name for _, name in acked if name not in stored]
     assert len(lost) < len(acked) - len(early)
+
+
+def test_sigterm_flushes_the_journal(processes: Processes, redis_server: RedisServer) -> None:
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    gateway = processes.start("--store", redis_server.url, "--key-prefix", prefix)
+    with Connection(gateway.port) as conn:
+        setup_flow(conn, "orders", 1, "prod", (1, 100))
+        names = [ok(execute(conn, "orders", "prod")).body["Name"] for _ in range(50)]
+    gateway.signal(signal.SIGTERM)  # at once: the last records are still in the journal
+    assert gateway.wait(30) == 0
+    records = _records(redis_server.url, prefix, "orders")[0]
+    assert sorted(r.name for r in records) == sorted(names)
+    assert all(r.status.value == "Succeeded" for r in records)

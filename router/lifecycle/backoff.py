@@ -56,6 +56,14 @@ def next_delay(attempt: int, rng: random.Random | None = None, backoff: Backoff 
     return backoff.delay(attempt, rng)
 
 
+def cap_attempt(backoff: Backoff = DEFAULT) -> int:
+    """The first poll number whose delay is the cap (with callbacks, the safety poll's)."""
+    attempt = 0
+    while attempt < _MAX_DOUBLINGS and backoff.delay(attempt) < backoff.cap_s:
+        attempt += 1
+    return attempt
+
+
 def polls_for(duration_s: float, backoff: Backoff = DEFAULT) -> int:
     """How many polls an execution that ends ``duration_s`` after its start gets.
 

@@ -112,6 +112,17 @@ class CallbackTokens:
         return build_url(base_url, flow_id, execution, self.token(flow_id, execution))
 
 
+@dataclass(frozen=True, slots=True)
+class Callbacks:
+    """``--callback-url`` and the tokens of the secret the replicas share."""
+
+    base_url: str
+    tokens: CallbackTokens
+
+    def url(self, flow_id: str, execution: str) -> str:
+        return self.tokens.callback_url(self.base_url, flow_id, execution)
+
+
 def build_url(base_url: str, flow_id: str, execution: str, token: str) -> str:
     """``<base>/_callback/<flowId>/<execution>/<token>``, each part URL-quoted."""
     return (

@@ -30,7 +30,6 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from router import errors, model
@@ -38,8 +37,8 @@ from router.errors import ExecutionNotFound, ExecutionWaitTimeout, ExecutorError
 from router.execution_names import generated, parse_generated
 from router.forward import ExecutionFinished, ExecutorReply, Forwarder, UpstreamTemplate
 from router.lifecycle import poll
-from router.lifecycle.backoff import DEFAULT, Backoff
-from router.lifecycle.callback import CallbackTokens
+from router.lifecycle.backoff import DEFAULT, Backoff, cap_attempt
+from router.lifecycle.callback import Callbacks
 from router.lifecycle.executions import Execution
 from router.lifecycle.journal import Journal
 from router.lifecycle.record import ExecutionRecord
@@ -55,25 +54,6 @@ JOURNAL_BATCH = 256
 SCHEDULE_CONCURRENCY = 32  # schedule_poll calls in flight per journal flush
 WAIT_FIRST_S = 0.1  # wait_final re-reads the record after this, doubling...
 WAIT_CAP_S = 1.0  # ...up to this
-
-
-@dataclass(frozen=True, slots=True)
-class Callbacks:
-    """``--callback-url`` and the tokens of the secret the replicas share."""
-
-    base_url: str
-    tokens: CallbackTokens
-
-    def url(self, flow_id: str, execution: str) -> str:
-        return self.tokens.callback_url(self.base_url, flow_id, execution)
-
-
-def safety_attempt(backoff: Backoff) -> int:
-    """The first poll number whose delay is the cap: a callback's safety poll."""
-    attempt = 0
-    while attempt < 64 and backoff.delay(attempt) < backoff.cap_s:
-        attempt += 1
-    return attempt
 
 
 class Executions:
@@ -105,7 +85,8 @@ class Executions:
             self._flush, max_batch=JOURNAL_BATCH, interval_s=JOURNAL_INTERVAL_S
         )
         self._waiters: dict[tuple[str, str], list[asyncio.Event]] = {}
-        self._safety = safety_attempt(backoff)
+        self._safety = cap_attempt(backoff)
+        self._background: set[asyncio.Task[None]] = set()
 
     @property
     def retention_ms(self) -> int:
@@ -153,14 +134,20 @@ class Executions:
         t0 = time.perf_counter()
         try:
             reply = await self.forwarder.execute(url, payload, version)
+        except asyncio.CancelledError:  # the request was cancelled (shutdown past the drain)
+            running = ExecutionRecord(
+                flow.id, flow.name, name, version, alias, started, input=input,
+                generated=unnamed, revision=revision,
+            )  # fmt: skip
+            self._orphaned(running, unnamed)
+            raise
         except ExecutorError as e:
             path.duration.observe(time.perf_counter() - t0)
             path.failed.inc()
-            failed = ExecutorReply(Status.FAILED, None, {}, type(e).__name__, e.message)
             record = ExecutionRecord(
                 flow.id, flow.name, name, version, alias, started,
                 Status.FAILED, max(self.clock(), started), input, None,
-                failed.error, failed.cause, unnamed, revision,
+                type(e).__name__, e.message, unnamed, revision,
             )  # fmt: skip
             try:
                 await self._started(record, unnamed)
@@ -197,6 +184,16 @@ class Executions:
             record.error, record.cause, record.stopped_at, cancel=False,
         )  # fmt: skip
         return done or await self.store.get_execution(record.flow_id, record.name)
+
+    def _orphaned(self, record: ExecutionRecord, unnamed: bool) -> None:
+        """A start whose answer nobody awaits any more: the executor may be running it,
+        so it is recorded Running and polled, and the poller learns how it ended."""
+        if unnamed:
+            self.journal.append(record)
+            return
+        task = asyncio.get_running_loop().create_task(self._schedule_first(record))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _schedule_first(self, record: ExecutionRecord) -> None:
         now = self.clock()
