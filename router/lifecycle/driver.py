@@ -151,8 +151,8 @@ class Executions:
             )  # fmt: skip
             try:
                 await self._started(record, unnamed)
-            except RouterError:  # the store failed too: the caller learns of the executor
-                log.warning("could not record the failed start of %s", name, exc_info=True)
+            except RouterError as store:  # the store failed too: the caller learns of the executor
+                log.warning("could not record the failed start of %s: %s", name, store)
             raise
         path.duration.observe(time.perf_counter() - t0)
         path.ok.inc()

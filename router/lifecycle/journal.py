@@ -181,15 +181,16 @@ class Journal(Generic[T]):
         while True:
             try:
                 await self._flush(batch)
-            except Exception:  # any failure of the injected I/O: keep the batch, retry
+            except Exception as e:  # any failure of the injected I/O: keep the batch, retry
                 self.failures += 1
                 if self._closing:
                     failed_closing += 1
                     if failed_closing >= self._close_attempts:
                         return False
+                # One line, no traceback: a store outage must not flood the log.
                 log.warning(
-                    "journal flush of %d items failed (attempt %d); retrying",
-                    len(batch), attempt + 1, exc_info=True,
+                    "journal flush of %d items failed (attempt %d): %s; retrying",
+                    len(batch), attempt + 1, e or type(e).__name__,
                 )  # fmt: skip
                 delay = self._retry.delay(attempt, self._rng)
                 attempt += 1

@@ -45,15 +45,22 @@ class Poller:
     async def run(self) -> None:
         """Poll until cancelled."""
         executions = self.executions
+        failing = False
         while True:
             try:
                 claimed = await executions.store.claim_polls(
                     executions.clock(), CLAIM_LIMIT, self.lease_ms
                 )
-            except RouterError:
-                log.warning("could not claim due polls; retrying", exc_info=True)
+            except RouterError as e:
+                # One line per failure streak, no traceback: the store logs the details.
+                if not failing:
+                    log.warning("could not claim due polls (%s); retrying every %gs", e, FAILURE_S)
+                failing = True
                 await self._sleep(FAILURE_S)
                 continue
+            if failing:
+                log.info("claiming due polls works again")
+            failing = False
             if not claimed:
                 await self._sleep(IDLE_S)
                 continue
@@ -62,8 +69,8 @@ class Poller:
     async def _safe(self, flow_id: str, name: str, attempt: int) -> None:
         try:
             await self.poll_one(flow_id, name, attempt)
-        except RouterError:  # the store failed: the lease brings the entry back
-            log.warning("poll of execution %s failed", name, exc_info=True)
+        except RouterError as e:  # the store failed: the lease brings the entry back
+            log.warning("poll of execution %s failed: %s", name, e)
 
     async def poll_one(self, flow_id: str, name: str, attempt: int) -> None:
         """Describe one claimed execution and act on the answer."""
