@@ -347,6 +347,35 @@ CF_PARAMS: Mapping[str, Sequence[tuple[str, str]]] = {
         ("ExecutionName", "execution"),
         ("WaitTimeSeconds", "wait"),
     ],
+    "StopExecution": [
+        ("FlowName", "flow"),
+        ("ExecutionName", "execution"),
+        ("Error", "text"),
+        ("Cause", "text"),
+    ],
+    "ListExecutions": [
+        ("FlowName", "flow"),
+        ("Status", "text"),
+        ("Qualifier", "qualifier"),
+        ("ExecutionNamePrefix", "execution"),
+        ("StartedTimeBegin", "text"),
+        ("StartedTimeEnd", "text"),
+        ("Limit", "limit"),
+        ("NextToken", "token"),
+        ("MetadataOnly", "flag"),
+    ],
+    "GetExecutionHistory": [
+        ("FlowName", "flow"),
+        ("ExecutionName", "execution"),
+        ("Limit", "limit"),
+        ("NextToken", "token"),
+    ],
+    "StartSyncExecution": [
+        ("FlowName", "flow"),
+        ("Qualifier", "qualifier"),
+        ("ExecutionName", "execution"),
+        ("Input", "input"),
+    ],
 }
 CF_GET_ACTIONS = frozenset(
     {
@@ -356,6 +385,8 @@ CF_GET_ACTIONS = frozenset(
         "DescribeFlowAlias",
         "ListFlowAliases",
         "DescribeExecution",
+        "ListExecutions",
+        "GetExecutionHistory",
     }
 )
 FORM = "application/x-www-form-urlencoded"

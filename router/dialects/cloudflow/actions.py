@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from router.dialects.cloudflow import executions
 from router.dialects.cloudflow.shapes import (
     API,
     STICKY,
@@ -182,4 +183,8 @@ ACTIONS: Mapping[str, Handler] = {  # Action -> handler
     "DeleteFlowAlias": delete_flow_alias,
     "StartExecution": start_execution,
     "DescribeExecution": describe_execution,
+    "StopExecution": executions.stop_execution,
+    "ListExecutions": executions.list_executions,
+    "GetExecutionHistory": executions.get_execution_history,
+    "StartSyncExecution": executions.start_sync_execution,
 }

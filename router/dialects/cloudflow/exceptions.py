@@ -31,6 +31,8 @@ ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
     errors.FlowAlreadyExists: (409, "FlowAlreadyExists"),
     errors.AliasAlreadyExists: (409, "FlowAliasAlreadyExists"),
     errors.ExecutionAlreadyExists: (409, "ExecutionAlreadyExists"),
+    # StopExecution of a finished execution: the API's own Code and status (400)
+    errors.ExecutionFinished: (400, "ExecutionAlreadyCompleted"),
     errors.AlreadyExists: (409, "ResourceAlreadyExists"),
     errors.ResourceInUse: (409, "ResourceInUse"),
     errors.Conflict: (409, "Conflict"),
@@ -46,6 +48,8 @@ ERRORS: Mapping[type[errors.RouterError], tuple[int, str]] = {
     errors.AuthenticationFailed: (403, "IncompleteSignature"),
     errors.Unavailable: (503, "ServiceUnavailable"),
     errors.ExecutorTimeout: (504, "ExecutorTimeout"),
+    # StartSyncExecution still running at --invoke-timeout (it goes on running)
+    errors.ExecutionWaitTimeout: (504, "ExecutionWaitTimeout"),
     errors.ExecutorUnreachable: (502, "ExecutorUnavailable"),
     errors.ExecutorError: (502, "ExecutorFailed"),
     errors.RouterError: (500, "InternalError"),
