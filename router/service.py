@@ -20,7 +20,7 @@ from router.forward import Forwarder, UpstreamTemplate
 from router.idempotency import DEFAULT_TTL_S, Create, Idempotency
 from router.lifecycle.callback import Callbacks
 from router.lifecycle.driver import Executions
-from router.lifecycle.executions import Execution, ExecutionQuery, HistoryEvent, history, scan
+from router.lifecycle.executions import Execution, ExecutionQuery, HistoryEvent, history
 from router.metrics import Metrics
 from router.model import Alias, AliasUpdate, Api, Flow, FlowUpdate, FlowVersion, Route
 from router.paging import by_bytes
@@ -370,7 +370,7 @@ class Gateway:
         """Every execution (named or not) matching ``query``, newest first."""
         self._check_limit(limit, fields)
         try:
-            page = await scan(self.store, flow.id, query, limit, token)
+            page = await self.executions.list(flow.id, query, limit, token)
         except InvalidToken as e:
             raise InvalidArgument(f"{fields.token}: {e.message}", fields.token) from None
         return Page([Execution(flow, r) for r in page.items], page.next_token)

@@ -39,13 +39,13 @@ from router.forward import ExecutionFinished, ExecutorReply, Forwarder, Upstream
 from router.lifecycle import poll
 from router.lifecycle.backoff import DEFAULT, Backoff, cap_attempt
 from router.lifecycle.callback import Callbacks
-from router.lifecycle.executions import Execution
+from router.lifecycle.executions import Execution, ExecutionQuery, scan
 from router.lifecycle.journal import Journal
 from router.lifecycle.record import ExecutionRecord
 from router.lifecycle.status import Status
 from router.metrics import Metrics
 from router.model import Flow
-from router.store.base import Store
+from router.store.base import Page, Store
 
 log = logging.getLogger("flow_router.executions")
 
@@ -218,6 +218,14 @@ class Executions:
         if running:
             await bounded(map(self._schedule_first, running), SCHEDULE_CONCURRENCY)
         await self.store.put_executions(batch, self.retention_s)
+
+    async def list(
+        self, flow_id: str, query: ExecutionQuery, limit: int, token: str | None
+    ) -> Page[ExecutionRecord]:
+        """Newest first, what this process started a moment ago included: its journal
+        is flushed first (for at most half a second)."""
+        await self.journal.settled()
+        return await scan(self.store, flow_id, query, limit, token)
 
     # -- transitions --------------------------------------------------------------------------
     async def finish(

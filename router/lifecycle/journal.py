@@ -93,6 +93,8 @@ class Journal(Generic[T]):
         self.batches = 0
         self.failures = 0
         self.dropped = 0
+        self.appended = 0
+        self._progress = asyncio.Event()  # set after every batch written or given up
 
     @property
     def pending(self) -> int:
@@ -106,6 +108,7 @@ class Journal(Generic[T]):
             return
         queue = self._queue
         queue.append(item)
+        self.appended += 1
         if len(queue) + self._writing > self.max_pending:
             queue.popleft()
             self.dropped += 1
@@ -147,6 +150,22 @@ class Journal(Generic[T]):
             await self._drain(None)
         self._closed = True
 
+    async def settled(self, timeout_s: float = 0.5) -> None:
+        """Return once everything appended before the call is flushed (or dropped), at
+        most ``timeout_s`` later: read-your-writes for a caller that lists right after
+        it started something. Asks for the flush now rather than at the window's end."""
+        target = self.appended
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while self.flushed + self.dropped < target and self._running:
+            self._progress.clear()
+            self._full.set()
+            self._wake.set()
+            try:
+                await asyncio.wait_for(self._progress.wait(), deadline - loop.time())
+            except TimeoutError:
+                return
+
     # ------------------------------------------------------------------------------------
     async def _drain(self, limit: int | None) -> None:
         """Flush ``limit`` queued items (or everything, also what arrives meanwhile)."""
@@ -172,6 +191,7 @@ class Journal(Generic[T]):
                     len(batch) + len(queue),
                 )
                 queue.clear()
+                self._progress.set()
                 return
 
     async def _write(self, batch: list[T]) -> bool:
@@ -201,6 +221,7 @@ class Journal(Generic[T]):
                 continue
             self.flushed += len(batch)
             self.batches += 1
+            self._progress.set()
             return True
 
     async def _race(self, event: asyncio.Event, seconds: float) -> None:

@@ -412,3 +412,14 @@ def test_list_survives_a_deleted_version(life: Lifecycle, client: Client) -> Non
     items = {e.name: e for e in list_all(client, "f1")}
     assert items["on-1"].flow_definition == DEFINITION
     assert (items["on-2"].status, items["on-2"].flow_definition) == ("Succeeded", "")
+
+
+def test_list_right_after_start_shows_the_unnamed_execution(
+    life: Lifecycle, client: Client
+) -> None:
+    """Read-your-writes on one gateway: the list flushes this process's journal first,
+    so an unnamed execution is listed at once, not a journal window later."""
+    life.behave("1", mode="async", duration_ms=None)
+    create_flow(client, "f1", versions=1)
+    started = [start(client, "f1", "1", '{"n": 1}').body.name for _ in range(3)]
+    assert sorted(e.name for e in list_all(client, "f1")) == sorted(started)
