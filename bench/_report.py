@@ -105,8 +105,16 @@ def side_measurements(data: dict[str, Any]) -> list[str]:
         redis_line = f"Redis commands per routed request: not measured ({cmds['skipped']})."
     else:
         per = ", ".join(f"{k} {v}" for k, v in sorted(cmds["by_command_during_load"].items()))
+        sent = cmds.get("client_commands_per_request")
+        sent_per = ", ".join(
+            f"{k} {v}" for k, v in sorted(cmds.get("client_commands_during_load", {}).items())
+        )
         redis_line = (
-            f"Redis commands per routed request: **{cmds['commands_per_request']:.3f}** "
+            f"Redis commands sent per routed request (MONITOR; a script's own commands run "
+            f"inside Redis and are not sent): **{sent if sent is None else f'{sent:.4f}'}** "
+            f"(during load: {sent_per or 'none'}). "
+            f"Redis commands executed per routed request, script internals included: "
+            f"**{cmds['commands_per_request']:.3f}** "
             f"({cmds['commands']:,} commands over {cmds['requests']:,} requests; background "
             f"{cmds['background_commands_per_s']:.1f}/s subtracted; during load: {per or 'none'})."
         )

@@ -7,11 +7,13 @@ from one replica to another on the same Redis.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from typing import Any
@@ -122,6 +124,47 @@ def open_loop(bench: Bench, medians: dict[str, Any]) -> dict[str, Any]:
 # -- (ii) Redis commands per routed request ------------------------------------------------
 
 
+class _ClientCommands:
+    """Counts the commands clients send (MONITOR, script-internal ones left out) while
+    the ``with`` block runs, from a thread of its own."""
+
+    def __init__(self, port: int) -> None:
+        import redis
+
+        self._client = redis.Redis(host="127.0.0.1", port=port)
+        self.counts: Counter[str] = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    def _watch(self) -> None:
+        with self._client.monitor() as monitor:
+            self._ready.set()
+            for entry in monitor.listen():
+                if self._stop.is_set():
+                    return
+                if entry.get("client_type") != "lua":
+                    name = str(entry.get("command", "")).split(" ", 1)[0].lower()
+                    if name not in ("info", "monitor"):
+                        self.counts[name] += 1
+
+    def __enter__(self) -> _ClientCommands:
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait(5)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        with contextlib.suppress(Exception):
+            self._client.ping()  # one more line, so the watcher sees the stop flag
+        self._thread.join(5)
+        self._client.close()
+
+
 def redis_commands(bench: Bench) -> dict[str, Any]:
     target = bench.targets.get("flow-router-redis")
     if target is None or not target.available or bench.redis is None:
@@ -144,12 +187,14 @@ def redis_commands(bench: Bench) -> dict[str, Any]:
         bench.progress.show(f"redis commands · idle {bench.opts.redis_idle_s:g}s", force=True)
         a = snapshot()
         t0 = time.monotonic()
-        time.sleep(bench.opts.redis_idle_s)
+        with _ClientCommands(bench.redis.port) as idle_sent:
+            time.sleep(bench.opts.redis_idle_s)
         b = snapshot()
         idle_s = time.monotonic() - t0
         bench.progress.show(f"redis commands · wrk {bench.opts.redis_load_s:g}s", force=True)
         t1 = time.monotonic()
-        run = bench.wrk(target, bench.opts.redis_load_s)
+        with _ClientCommands(bench.redis.port) as load_sent:
+            run = bench.wrk(target, bench.opts.redis_load_s)
         c = snapshot()
         load_s = time.monotonic() - t1
     finally:
@@ -171,6 +216,14 @@ def redis_commands(bench: Bench) -> dict[str, Any]:
         "commands_per_request": max(0.0, (total - background_per_s * load_s) / requests)
         if requests
         else None,
+        # What the gateway sent, as MONITOR shows it: commands a script runs inside
+        # Redis are not sent, and a pipeline of these is one round trip.
+        "client_commands_per_request": max(
+            0.0, (load_sent.total - idle_sent.total / idle_s * load_s) / requests
+        )
+        if requests
+        else None,
+        "client_commands_during_load": dict(load_sent.counts),
         "by_command_during_load": dict(load),
         "by_command_idle": dict(idle),
         "idle_window_s": idle_s,
