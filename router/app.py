@@ -57,9 +57,10 @@ async def _readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
-async def _metrics(request: web.Request) -> web.Response:
+async def _metrics(request: web.Request) -> web.StreamResponse:
     body = request.app[METRICS].render()
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+    response = web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
+    return await respond.finish(request, response)
 
 
 def make_app(config: Config, store: Store | None = None) -> web.Application:
@@ -68,10 +69,9 @@ def make_app(config: Config, store: Store | None = None) -> web.Application:
     app = web.Application(
         client_max_size=config.max_body_bytes,
         handler_args={"logger": ServerLog(metrics.bad_requests)},  # router/badrequests
-        # First, so outermost: it sees every final answer (router/respond).
-        middlewares=[respond.middleware(config.send_timeout_s, metrics.send_timeouts)],
     )
     app[CONFIG] = config
+    app[respond.SENDING] = respond.Sending(config.send_timeout_s, metrics.send_timeouts)
     app[BODY_TIMEOUT] = config.body_timeout_s
     app[METRICS] = metrics
     apart = None  # with signed APIs, the unauthenticated reference executor gets its own port

@@ -146,12 +146,14 @@ async def test_a_large_answer_is_buffered_a_chunk_at_a_time_and_a_silent_client_
     timeouts = PromCounter("send_timeouts", "test", registry=registry)
     transports: list[asyncio.BaseTransport] = []
 
-    async def big(request: web.Request) -> web.Response:
+    async def big(request: web.Request) -> web.StreamResponse:
         assert request.transport is not None
         transports.append(request.transport)
-        return web.Response(body=b"x" * ANSWER, content_type="application/json")
+        answer = web.Response(body=b"x" * ANSWER, content_type="application/json")
+        return await respond.finish(request, answer)  # as the request envelope ends
 
-    app = web.Application(middlewares=[respond.middleware(1.0, timeouts)])
+    app = web.Application()
+    app[respond.SENDING] = respond.Sending(1.0, timeouts)
     app.router.add_get("/big", big)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()

@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 
 from aiohttp import web
 
+from router import respond
 from router.auth import VERIFIER, Verifier
 from router.dialects.common import request_id
 from router.errors import RouterError
@@ -85,7 +86,7 @@ def handler(dialect: Dialect[R], metrics: Metrics) -> Handler:
         if not response.prepared:  # a started stream carries it already
             response.headers[rid_header] = rid
         counts.request(UNKNOWN if routed is None else routed.name, response.status).inc()
-        return response
+        return await respond.finish(request, response)  # a large answer: flow-controlled
 
     return handle
 

@@ -261,10 +261,14 @@ class MemoryStore(MemoryRollouts):
 
     async def put_executions(self, records: Sequence[ExecutionRecord], ttl_s: int) -> None:
         now = self._clock()
+        by_flow: dict[str, list[ExecutionRecord]] = {}
         for record in records:
-            state = self._flows.get(record.flow_id)
-            if state is not None and state.executions.put(record, now, ttl_s):
-                self._count_write()
+            by_flow.setdefault(record.flow_id, []).append(record)
+        for flow_id, batch in by_flow.items():
+            state = self._flows.get(flow_id)  # a deleted flow's records are dropped
+            if state is not None:
+                for _ in range(state.executions.put_many(batch, now, ttl_s)):
+                    self._count_write()
 
     async def finish_execution(
         self,

@@ -118,6 +118,13 @@ class StatsTable:
             counts[key] += 1
         self.buckets[n] = (counts, now + STATS_TTL_S)
 
+    def add_count(self, bucket: int, key: StatKey, n: int, now: float) -> None:
+        """Count ``key`` ``n`` times in bucket number ``bucket``, as :meth:`add` does."""
+        found = self.buckets.get(bucket)
+        counts = found[0] if found is not None and found[1] > now else Counter()
+        counts[key] += n
+        self.buckets[bucket] = (counts, now + STATS_TTL_S)
+
     def read(self, since_ms: int, until_ms: int, now: float) -> ExecutionStats:
         found = ((n, self.buckets.get(n)) for n in bucket_range(since_ms, until_ms))
         return {n: dict(b[0]) for n, b in found if b is not None and b[1] > now and b[0]}
