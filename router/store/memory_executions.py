@@ -8,7 +8,7 @@ milliseconds the callers pass.
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +42,9 @@ class ExecutionTable:
     at the first live one: its cost is what expired, not what is held.
     """
 
-    records: dict[str, tuple[ExecutionRecord, float]] = field(default_factory=dict)
+    # An OrderedDict: popping the oldest is O(1) (a dict leaves a hole at its front
+    # for every deleted entry, and finding the first live one walks them all).
+    records: OrderedDict[str, tuple[ExecutionRecord, float]] = field(default_factory=OrderedDict)
     outcomes: Counter[OutcomeKey] = field(default_factory=Counter)
     stats: StatsTable = field(default_factory=StatsTable)  # router.store.stats
 
@@ -60,7 +62,7 @@ class ExecutionTable:
             return False
         self.records[record.name] = (record, now + ttl_s)
         if len(self.records) > MAX_RECORDS_PER_FLOW:
-            del self.records[next(iter(self.records))]
+            self.records.popitem(last=False)
         self.outcomes[OutcomeKey.started(record)] += 1
         self.stats.add(record.started_at, (started_key(record),), now)
         if record.is_final:
@@ -94,7 +96,7 @@ class ExecutionTable:
                 stats[(bucket, (*base, bin_field(record.stopped_at - record.started_at)))] += 1
             written += 1
         while len(table) > MAX_RECORDS_PER_FLOW:
-            del table[next(iter(table))]
+            table.popitem(last=False)
         for key, n in outcomes.items():
             self.outcomes[OutcomeKey(*key)] += n
         for (bucket, key), n in stats.items():
@@ -143,13 +145,9 @@ class ExecutionTable:
         return Page(chunk, execution_token(following[0]) if following else None)
 
     def prune(self, now: float) -> None:
-        expired = []
-        for name, (_, expiry) in self.records.items():
-            if expiry > now:
-                break
-            expired.append(name)
-        for name in expired:
-            del self.records[name]
+        records = self.records
+        while records and next(iter(records.values()))[1] <= now:
+            records.popitem(last=False)
         self.stats.prune(now)
 
 
