@@ -30,7 +30,7 @@ from router.store.stats import (
 # The memory store serves one process (trials, tests, small deployments): it keeps
 # at most this many records per flow, dropping the oldest first, so a busy flow
 # cannot grow the process without bound within --execution-retention.
-MAX_RECORDS_PER_FLOW = 100_000
+MAX_RECORDS_PER_FLOW = 10_000
 
 
 @dataclass
