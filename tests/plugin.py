@@ -133,6 +133,17 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
     server.stop()
 
 
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
+    """A redis-server of this test's own, which it may stop, restart or reconfigure
+    without disturbing any other test."""
+    (tmp_path / "redis").mkdir()
+    server = RedisServer(redis_binary(), tmp_path / "redis")
+    start_on_free_port(server)
+    yield server
+    server.stop()
+
+
 @pytest.fixture(scope="session")
 def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisSentinel]:
     binary = redis_binary(needed_for="the Sentinel tests")

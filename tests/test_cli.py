@@ -44,15 +44,6 @@ def flow_router(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[
 
 
 @pytest.fixture
-def private_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, which it may reconfigure."""
-    server = RedisServer(redis_binary(), tmp_path)
-    start_on_free_port(server)
-    yield server
-    server.stop()
-
-
-@pytest.fixture
 def credentials(tmp_path: Path) -> Path:
     path = tmp_path / "credentials.json"
     path.write_text(json.dumps({"AKIDEXAMPLE": "example-secret"}))
@@ -238,11 +229,11 @@ def require_password(server: RedisServer) -> None:
 
 
 def test_the_store_password_is_not_logged(
-    private_redis: RedisServer,
+    own_redis: RedisServer,
     processes: Processes,
 ) -> None:
-    require_password(private_redis)
-    host = f"127.0.0.1:{private_redis.port}/0"
+    require_password(own_redis)
+    host = f"127.0.0.1:{own_redis.port}/0"
     plain, named = processes.start_many(
         [
             ["--store", f"redis://:{PASSWORD}@{host}", "--workers", "1"],
@@ -261,11 +252,11 @@ def persistence_warnings(gateway: GatewayProcess) -> list[str]:
 
 
 def test_credentials_on_redis_without_persistence_warn_at_start(
-    private_redis: RedisServer,
+    own_redis: RedisServer,
     credentials: Path,
     processes: Processes,
 ) -> None:
-    common = ("--store", private_redis.url, "--workers", "1")
+    common = ("--store", own_redis.url, "--workers", "1")
     volatile = processes.start(*common, "--credentials", str(credentials))
     (warning,) = persistence_warnings(volatile)
     assert " WARNING " in warning and "appendonly yes" in warning, warning
@@ -273,7 +264,7 @@ def test_credentials_on_redis_without_persistence_warn_at_start(
     unsigned = processes.start(*common)  # no nonces: nothing to warn about
     assert persistence_warnings(unsigned) == []
 
-    client = redis.Redis(port=private_redis.port, socket_timeout=5)
+    client = redis.Redis(port=own_redis.port, socket_timeout=5)
     try:
         client.config_set("appendonly", "yes")
     finally:

@@ -19,7 +19,6 @@ import statistics
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -37,7 +36,7 @@ from tests.processes import (
     routing,
     setup_flow,
 )
-from tests.redis_servers import RedisServer, redis_binary, start_on_free_port
+from tests.redis_servers import RedisServer
 
 pytestmark = pytest.mark.network  # flow-router serve processes on a real Redis throughout
 
@@ -281,16 +280,6 @@ def test_lost_announcement_is_caught_by_the_periodic_check(
     print(f"\nunannounced change, --cache-check-interval 0.5: B converged in {delay:.3f} s")
     # control: A checks every 60 s and got no announcement, so it still routes the old way
     assert {execute(a.conn, "orders", "prod").version for _ in range(5)} == {"1"}
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, so stopping it disturbs no other test."""
-    (tmp_path / "redis").mkdir()
-    server = RedisServer(redis_binary(), tmp_path / "redis")
-    start_on_free_port(server)
-    yield server
-    server.stop()
 
 
 def test_redis_outage_and_restart(

@@ -10,35 +10,23 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.processes import Connection, Processes, setup_flow
-from tests.redis_servers import RedisServer, redis_binary, start_on_free_port
+from tests.redis_servers import RedisServer
 
 REQUESTS = 8
 # What redis-py's messages are made of: never in an answer.
 INTERNALS = re.compile(r"127\.0\.0\.1|0x[0-9a-f]{6,}|Error \d+|Connection|redis", re.IGNORECASE)
 
 
-@pytest.fixture
-def lost_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    server = RedisServer(redis_binary(), tmp_path)
-    start_on_free_port(server)
-    yield server
-    server.stop()
-
-
 def test_clients_see_store_unavailable_and_the_log_has_the_details(
-    lost_redis: RedisServer, processes: Processes
+    own_redis: RedisServer, processes: Processes
 ) -> None:
-    gateway = processes.start("--store", lost_redis.url, "--workers", "1")
+    gateway = processes.start("--store", own_redis.url, "--workers", "1")
     conn = Connection(gateway.port, fresh=True)
     setup_flow(conn, "orders", 1)
     assert conn.get("/readyz")[0] == 200
-    lost_redis.stop()
+    own_redis.stop()
 
     answers: list[tuple[int, bytes]] = []
     for i in range(REQUESTS // 4):
@@ -60,6 +48,6 @@ def test_clients_see_store_unavailable_and_the_log_has_the_details(
     details = [line for line in log.splitlines() if "store unavailable:" in line]
     assert details, log[-3000:]
     assert all(" WARNING " in line for line in details), details
-    assert f":{lost_redis.port}" in details[0], details[0]  # the operator sees where
+    assert f":{own_redis.port}" in details[0], details[0]  # the operator sees where
     assert len(details) < REQUESTS, details  # not one line per request
     assert "Traceback" not in log

@@ -9,7 +9,6 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +22,7 @@ from tests.dialects.cloudflow_client import client_for, create_alias, create_flo
 from tests.dialects.conftest import start_gateway
 from tests.harness import BackgroundLoop, Behaviour, GatewayServer, RecordingExecutor
 from tests.plugin import make_backend
-from tests.redis_servers import RedisServer, redis_binary, start_on_free_port
+from tests.redis_servers import RedisServer
 from tests.rollout.v1_helpers import signed_call
 
 
@@ -253,16 +252,6 @@ def test_rollouts_in_the_list_and_the_detail(gateway: GatewayServer) -> None:
     (live_after,) = [a for a in detail["aliases"] if a["name"] == "live"]
     assert live_after["rollout"]["phase"] == "Aborted"  # the last rollout stays readable
     assert [(r["version"], r["weight"]) for r in live_after["routes"]] == [("1", 100)]
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server of this test's own, so stopping it disturbs no other test."""
-    (tmp_path / "redis").mkdir()
-    server = RedisServer(redis_binary(), tmp_path / "redis")
-    start_on_free_port(server)
-    yield server
-    server.stop()
 
 
 def test_a_store_outage_is_a_503_not_a_500(
