@@ -267,8 +267,7 @@ class MemoryStore(MemoryRollouts):
         for flow_id, batch in by_flow.items():
             state = self._flows.get(flow_id)  # a deleted flow's records are dropped
             if state is not None:
-                for _ in range(state.executions.put_many(batch, now, ttl_s)):
-                    self._count_write()
+                self._count_write(state.executions.put_many(batch, now, ttl_s))
 
     async def finish_execution(
         self,
@@ -334,10 +333,11 @@ class MemoryStore(MemoryRollouts):
         self._count_write()
         return record
 
-    def _count_write(self) -> None:
+    def _count_write(self, writes: int = 1) -> None:
         """Every so many expiring writes, forget what has expired (Redis does it by TTL)."""
-        self._expiring_writes += 1
-        if self._expiring_writes % PRUNE_EVERY:
+        before = self._expiring_writes
+        self._expiring_writes += writes
+        if before // PRUNE_EVERY == self._expiring_writes // PRUNE_EVERY:
             return
         now = self._clock()
         self._tokens = {k: v for k, v in self._tokens.items() if v[1] > now}

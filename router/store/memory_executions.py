@@ -24,7 +24,6 @@ from router.store.stats import (
     bin_field,
     bucket_of,
     final_keys,
-    started_key,
 )
 
 # The memory store serves one process (trials, tests, small deployments): it keeps
@@ -58,17 +57,7 @@ class ExecutionTable:
 
     def put(self, record: ExecutionRecord, now: float, ttl_s: int) -> bool:
         """Write ``record`` iff its name is free; whether it was written (and counted)."""
-        if self.live(record.name, now) is not None or ttl_s <= 0:
-            return False
-        self.records[record.name] = (record, now + ttl_s)
-        if len(self.records) > MAX_RECORDS_PER_FLOW:
-            self.records.popitem(last=False)
-        self.outcomes[OutcomeKey.started(record)] += 1
-        self.stats.add(record.started_at, (started_key(record),), now)
-        if record.is_final:
-            self.outcomes[OutcomeKey.final(record)] += 1
-            self.stats.add(record.stopped_at or record.started_at, final_keys(record), now)
-        return True
+        return self.put_many((record,), now, ttl_s) == 1
 
     def put_many(self, records: Iterable[ExecutionRecord], now: float, ttl_s: int) -> int:
         """:meth:`put` of each record, counting once per distinct counter rather than
