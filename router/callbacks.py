@@ -52,8 +52,12 @@ def add_routes(app: web.Application, gateway_key: web.AppKey[Gateway]) -> None:
         delay = FIRST_RETRY_S
         for attempt in range(NOT_FOUND_RETRIES + 1):
             try:
+                # the store keeps a final time no earlier than the start
+                at = executions.clock()
+                if final.stopped_at is not None:
+                    at = min(final.stopped_at, at)
                 await executions.finish(
-                    flow_id, name, final.status, final.output, final.error, final.cause
+                    flow_id, name, final.status, final.output, final.error, final.cause, at
                 )
                 record = await executions.store.get_execution(flow_id, name)
             except ExecutionNotFound:

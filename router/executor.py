@@ -12,7 +12,9 @@ later. ``--fail VERSION=RATIO`` makes that share of a version's runs end
 ``Failed`` (drawn from a generator seeded with ``--seed`` and the version).
 A run's end is POSTed to the start body's ``"callback"`` URL when it has one
 (retried a few times). ``POST .../{name}/stop`` stops a Running run
-(``Aborted``; 404 unknown, 409 already final).
+(``Aborted``; 404 unknown, 409 already final). Bodies carry ``startedAt`` and,
+once final, ``stoppedAt``, in milliseconds since the epoch: with ``stoppedAt`` a
+polled run ends in the gateway's record when it really ended.
 
 It authenticates nobody: anyone who reaches it can run "executions" and
 rewrite the records a DescribeExecution reads. So when the API requires
@@ -150,7 +152,12 @@ RUNS = web.AppKey("runs", RunLog)
 RUNNER = web.AppKey("runner", Runner)
 
 
-def _final(run: dict[str, Any], status: str, at: float, **extra: Any) -> bytes:
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _final(run: dict[str, Any], status: str, at: int, **extra: Any) -> bytes:
+    """The run's final body; ``stoppedAt`` (ms since the epoch) is when it ended."""
     run.update(status=status, stoppedAt=at, **extra)
     if status == "Succeeded":
         run["output"] = run["input"]
@@ -168,7 +175,7 @@ async def _start(request: web.Request) -> web.Response:
     version = request.match_info["version"]
     name = str(payload.get("execution") or uuid.uuid4())
     runner = request.app[RUNNER]
-    now = time.time()
+    now = _now_ms()
     run = {
         "status": "Running",
         "input": payload.get("input"),
@@ -192,7 +199,7 @@ async def _start(request: web.Request) -> web.Response:
             runner.timers.pop(key, None)
             if request.app[RUNS].get(key) is None:
                 return  # forgotten (the run log is bounded)
-            done = _final(run, outcome, time.time(), **_failure(outcome, version))
+            done = _final(run, outcome, _now_ms(), **_failure(outcome, version))
             request.app[RUNS].put(key, done)
             if isinstance(callback, str):
                 runner.call_back(callback, done)
@@ -226,7 +233,7 @@ async def _stop(request: web.Request) -> web.Response:
     if timer is not None:
         timer.cancel()
     extra = {k: v for k, v in asked.items() if k in ("error", "cause") and isinstance(v, str)}
-    record = _final(run, "Aborted", time.time(), **extra)
+    record = _final(run, "Aborted", _now_ms(), **extra)
     request.app[RUNS].put(key, record)
     return web.Response(body=record, content_type="application/json")
 

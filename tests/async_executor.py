@@ -23,7 +23,8 @@ Per version (``Behaviour``, keyed by version, ``"*"`` for the others):
   from a ``random.Random`` seeded with (seed, version), so a run of the same
   starts gives the same outcomes;
 * ``callback_repeats``: how many times an asynchronous run POSTs its final
-  body to the start body's ``"callback"`` URL (a repeat must be harmless).
+  body to the start body's ``"callback"`` URL (a repeat must be harmless);
+* ``report_stop``: final bodies carry ``stoppedAt``, when the run ended.
 
 Routes, under ``/flows/{flow}/versions/{version}/executions``: ``POST`` starts
 (a second start of the same name is 409 and counted in ``duplicates``: the
@@ -42,6 +43,7 @@ import argparse
 import asyncio
 import contextlib
 import random
+import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -62,6 +64,9 @@ class Behaviour:
     duration_ms: int | None = 0  # async only; None: the run ends only by finish() or stop
     failure_ratio: float = 0.0
     callback_repeats: int = 1
+    # stoppedAt in final bodies: True, the real end (ms); any other value but False
+    # is sent as it is (a broken executor)
+    report_stop: Any = False
 
 
 @dataclass
@@ -78,6 +83,8 @@ class Run:
     error: str | None = None
     cause: str | None = None
     timer: asyncio.TimerHandle | None = field(default=None, repr=False)
+    report_stop: Any = False
+    stopped_at: int | None = None  # ms since the epoch, once final
 
     def body(self) -> dict[str, Any]:
         body: dict[str, Any] = {"status": self.status, "execution": self.name, "input": self.input}
@@ -85,6 +92,8 @@ class Run:
             value = getattr(self, name)
             if value is not None:
                 body[name] = value
+        if self.stopped_at is not None and self.report_stop is not False:
+            body["stoppedAt"] = self.stopped_at if self.report_stop is True else self.report_stop
         return body
 
 
@@ -206,7 +215,7 @@ class AsyncExecutor:
         callback = payload.get("callback")
         run = Run(
             flow, version, str(payload.get("alias", "")), name, payload.get("input"), planned,
-            callback if isinstance(callback, str) else None,
+            callback if isinstance(callback, str) else None, report_stop=behaviour.report_stop,
         )  # fmt: skip
         self.runs[key] = self._by_name[name] = run
         self.started[version] += 1
@@ -272,6 +281,7 @@ class AsyncExecutor:
         if run.timer is not None:
             run.timer.cancel()
         run.status = status
+        run.stopped_at = int(time.time() * 1000)
         if status == "Succeeded":
             echo = {"ranOn": run.version, "input": run.input}
             run.output = output if output is not None else echo

@@ -42,7 +42,7 @@ from urllib.parse import quote
 import orjson
 
 from router.errors import InvalidArgument
-from router.lifecycle.record import as_text
+from router.lifecycle.record import as_text, reported_stop
 from router.lifecycle.status import InvalidStatus, Status, parse
 
 ROUTE = "/_callback/{flow_id}/{execution}/{token}"  # aiohttp route of the handler
@@ -144,6 +144,7 @@ class FinalBody:
     output: Any
     error: str | None
     cause: str | None
+    stopped_at: int | None = None  # when the executor says it ended (ms since the epoch)
 
 
 def final_body(raw: bytes) -> FinalBody:
@@ -168,6 +169,14 @@ def final_body(raw: bytes) -> FinalBody:
         raise InvalidArgument(
             f"a callback reports the final status; {status.value} is not final", "status"
         )
+    try:
+        stopped_at = reported_stop(body.get("stoppedAt"))
+    except ValueError as e:
+        raise InvalidArgument(f"the callback body's {e}", "stoppedAt") from None
     return FinalBody(
-        status, body.get("output"), as_text(body.get("error")), as_text(body.get("cause"))
+        status,
+        body.get("output"),
+        as_text(body.get("error")),
+        as_text(body.get("cause")),
+        stopped_at,
     )

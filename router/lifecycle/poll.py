@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from router.lifecycle.backoff import DEFAULT, Backoff
-from router.lifecycle.record import ExecutionRecord, finish
+from router.lifecycle.record import ExecutionRecord, finish, stop_time
 from router.lifecycle.status import Status
 
 LOST_ERROR = "ExecutionLost"
@@ -93,12 +93,15 @@ def after_reply(
     retention_ms: int,
     backoff: Backoff = DEFAULT,
     rng: random.Random | None = None,
+    stopped_at: int | None = None,
 ) -> Step:
-    """The step after poll number ``attempt`` found the execution in ``status``."""
+    """The step after poll number ``attempt`` found the execution in ``status``
+    (``stopped_at``: when the executor says it ended, if it said)."""
     if record.is_final:
         return Step(None, None, attempt, f"execution {record.name} was already final")
     if status.is_final:
-        done = finish(record, status, output, error, cause, now_ms)
+        at = stop_time(stopped_at, record.started_at, now_ms)
+        done = finish(record, status, output, error, cause, at)
         return Step(done, None, attempt, f"execution {record.name} ended {status.value}")
     return _again(
         record, attempt, now_ms, retention_ms, backoff, rng,

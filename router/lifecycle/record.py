@@ -99,6 +99,31 @@ def finish(
     )
 
 
+MAX_MS = 2**53  # beyond any date an executor means (and exact in a JSON double)
+
+
+def reported_stop(value: object) -> int | None:
+    """An executor's ``stoppedAt``: when the execution ended, in ms since the epoch, by
+    the executor's clock (absent: ``None``). Raises ValueError for anything but a
+    whole number in [0, 2**53)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < MAX_MS:
+        raise ValueError("stoppedAt must be a whole number of milliseconds since the epoch")
+    return value
+
+
+def stop_time(reported: int | None, started_at: int, now: int) -> int:
+    """The final time the record keeps: what the executor reported, kept between the
+    start and ``now`` (clocks differ between hosts), or ``now`` if it reported none.
+
+    Without it, an execution learnt of by polling ends when the poll found it,
+    which may be up to one poll interval late (docs/executor-protocol.md)."""
+    if reported is None:
+        return now
+    return max(min(reported, now), started_at)
+
+
 def as_text(value: Any) -> str | None:
     """An executor's ``error`` or ``cause`` as the record keeps it: text, or JSON text."""
     if value is None or isinstance(value, str):

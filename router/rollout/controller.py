@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,7 +37,15 @@ from router.errors import (
 from router.model import Flow
 from router.rollout import body as request_body
 from router.rollout import state as st
-from router.rollout.decision import Action, Phase, RolloutState, StepCounts, Verdict, decide
+from router.rollout.decision import (
+    Action,
+    Phase,
+    RolloutSpec,
+    RolloutState,
+    StepCounts,
+    Verdict,
+    decide,
+)
 from router.rollout.state import HistoryEntry, Rollout, VersionCounts
 from router.rollout.traffic import (
     baseline_of,
@@ -126,6 +135,8 @@ class Rollouts:
                 history=(HistoryEntry(t, Phase.PROGRESSING, 0, weight, message),),
             )
             routes = step_routes(current.routes, target, weight)
+            # Before the first step's routes: its executions are judged slow from the start.
+            await self.store.set_slow_threshold(flow.id, alias, slow_threshold_ms(spec))
             write = RolloutWrite(alias, stored.seq if stored else 0, current.revision, b"", True)
             if await self._write(r, replace(write, routes=routes), None, {}):
                 return (await self.observe(flow.id, alias)).status()
@@ -318,11 +329,22 @@ class Rollouts:
         doc = replace(write, doc=st.encode(r))
         if await self.store.write_rollout(r.flow_id, doc, round(r.updated_at * 1000)) is None:
             return False
+        slow = r.spec.analysis.slow_seconds is not None
+        if slow and before is not None and before.active and not r.active:
+            await self.store.set_slow_threshold(r.flow_id, r.alias, None)
         if before is None or r.history[-1:] != before.history[-1:]:
             status = st.status_json(r, counts, r.evidence, r.message)
             for listener in self.listeners:
                 listener(before, r, status)
         return True
+
+
+def slow_threshold_ms(spec: RolloutSpec) -> int | None:
+    """``analysis.slowSeconds`` as the store's threshold: a run of a whole number of
+    milliseconds is longer than ``x`` seconds exactly when it is longer than
+    ``floor(1000 x)`` ms."""
+    slow = spec.analysis.slow_seconds
+    return None if slow is None else math.floor(slow * 1000)
 
 
 def _where(r: Rollout) -> str:

@@ -10,8 +10,10 @@ percentage point).
 Counts: the store's outcome counters are per (alias, revision, version,
 status); a step is one alias revision, so its counts are exact and need no
 snapshot. Executions are those with a final status; failed are those whose
-final status is not Succeeded (executor errors are recorded as Failed).
-``slow`` is not counted yet: the counters carry no durations (docs/rollouts.md).
+final status is not Succeeded (executor errors are recorded as Failed) and,
+while the rollout has ``slowSeconds``, the Succeeded ones that ran longer; slow
+are all that ran longer, whatever their status (the store counts them against
+the threshold the rollout set: ``Store.set_slow_threshold``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from router.lifecycle.status import Status
 from router.model import Route
 from router.rollout.decision import StepCounts
 from router.rollout.state import VersionCounts
-from router.store.base import OutcomeKey
+from router.store.base import SLOW, SLOW_SUCCEEDED, OutcomeKey
 
 SCALES = (100, 1000, 10_000)
 FINAL = frozenset(s.value for s in Status if s.is_final)
@@ -63,16 +65,21 @@ def promoted_routes(target: int) -> tuple[Route, ...]:
 def version_counts(
     outcomes: Mapping[OutcomeKey, int], alias: str, revision: int
 ) -> dict[str, VersionCounts]:
-    """Per version: executions of the step with a final outcome, and the failed ones."""
+    """Per version: executions of the step with a final outcome, the failed and the slow."""
     found: dict[str, list[int]] = {}
     for key, n in outcomes.items():
-        if key.alias != alias or key.revision != revision or key.status not in FINAL:
+        if key.alias != alias or key.revision != revision:
             continue
-        counts = found.setdefault(key.version, [0, 0])
-        counts[0] += n
-        if key.status != Status.SUCCEEDED.value:
+        counts = found.setdefault(key.version, [0, 0, 0])
+        if key.status in FINAL:
+            counts[0] += n
+            if key.status != Status.SUCCEEDED.value:
+                counts[1] += n
+        elif key.status == SLOW_SUCCEEDED:
             counts[1] += n
-    return {v: VersionCounts(e, f) for v, (e, f) in sorted(found.items())}
+        elif key.status == SLOW:
+            counts[2] += n
+    return {v: VersionCounts(e, f, s) for v, (e, f, s) in sorted(found.items()) if e}
 
 
 def step_counts(per_version: Mapping[str, VersionCounts], target: str) -> StepCounts:

@@ -62,6 +62,10 @@ class FlowSnapshot:
 ExecutionRecord = Record
 
 STARTED = "Started"  # the OutcomeKey status counted when an execution is recorded
+# Counted besides the final status when the execution ran longer than its alias's
+# slow threshold (Store.set_slow_threshold): any final status, and Succeeded ones.
+SLOW = "Slow"
+SLOW_SUCCEEDED = "SlowSucceeded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +76,7 @@ class OutcomeKey:
     alias: str
     revision: int
     version: str
-    status: str  # a Status value, or STARTED
+    status: str  # a Status value, STARTED, SLOW or SLOW_SUCCEEDED
 
     @classmethod
     def started(cls, record: Record) -> OutcomeKey:
@@ -254,6 +258,15 @@ class Store(Protocol):
 
     async def outcome_counts(self, flow_id: str) -> dict[OutcomeKey, int]:
         """Every outcome counter of the flow; they live until the flow is deleted."""
+        ...
+
+    async def set_slow_threshold(self, flow_id: str, alias: str, ms: int | None) -> None:
+        """From now on, an execution through ``alias`` whose run (start to final
+        status) lasts longer than ``ms`` milliseconds is also counted under
+        ``SLOW`` (and ``SLOW_SUCCEEDED`` if it succeeded), by the same atomic write
+        that counts its final status; ``None`` stops that. A rollout with
+        ``analysis.slowSeconds`` sets it (router.rollout.controller). Deleted with
+        the flow; a no-op for a flow that does not exist."""
         ...
 
     async def execution_stats(self, flow_id: str, since_ms: int, until_ms: int) -> ExecutionStats:

@@ -298,6 +298,15 @@ class MemoryStore(MemoryRollouts):
     async def outcome_counts(self, flow_id: str) -> dict[OutcomeKey, int]:
         return dict(self._state(flow_id).executions.outcomes)
 
+    async def set_slow_threshold(self, flow_id: str, alias: str, ms: int | None) -> None:
+        state = self._flows.get(flow_id)
+        if state is None:
+            return
+        if ms is None:
+            state.executions.slow_ms.pop(alias, None)
+        else:
+            state.executions.slow_ms[alias] = ms
+
     async def execution_stats(self, flow_id: str, since_ms: int, until_ms: int) -> ExecutionStats:
         return self._state(flow_id).executions.stats.read(since_ms, until_ms, self._clock())
 

@@ -16,7 +16,14 @@ from typing import Any
 from router.errors import ExecutionAlreadyExists, ExecutionNotFound
 from router.lifecycle.record import ExecutionRecord, finish
 from router.lifecycle.status import Status
-from router.store.base import OutcomeKey, Page, execution_token, parse_execution_token
+from router.store.base import (
+    SLOW,
+    SLOW_SUCCEEDED,
+    OutcomeKey,
+    Page,
+    execution_token,
+    parse_execution_token,
+)
 from router.store.stats import (
     STARTED,
     StatKey,
@@ -46,6 +53,7 @@ class ExecutionTable:
     records: OrderedDict[str, tuple[ExecutionRecord, float]] = field(default_factory=OrderedDict)
     outcomes: Counter[OutcomeKey] = field(default_factory=Counter)
     stats: StatsTable = field(default_factory=StatsTable)  # router.store.stats
+    slow_ms: dict[str, int] = field(default_factory=dict)  # alias -> Store.set_slow_threshold
 
     def __len__(self) -> int:
         """The records held, expired ones not yet pruned included."""
@@ -82,7 +90,10 @@ class ExecutionTable:
                 outcomes[final] += 1
                 bucket = bucket_of(record.stopped_at)
                 stats[(bucket, final)] += 1
-                stats[(bucket, (*base, bin_field(record.stopped_at - record.started_at)))] += 1
+                run_ms = record.stopped_at - record.started_at
+                stats[(bucket, (*base, bin_field(run_ms)))] += 1
+                for what in self._slow(record, run_ms):
+                    outcomes[(*base, what)] += 1
             written += 1
         while len(table) > MAX_RECORDS_PER_FLOW:
             table.popitem(last=False)
@@ -116,8 +127,18 @@ class ExecutionTable:
         if done is not None:
             self.records[name] = (done, self.records[name][1])
             self.outcomes[OutcomeKey.final(done)] += 1
+            base = (done.alias, done.revision, done.version)
+            for what in self._slow(done, (done.stopped_at or at) - done.started_at):
+                self.outcomes[OutcomeKey(*base, what)] += 1
             self.stats.add(at, final_keys(done), now)
         return done
+
+    def _slow(self, record: ExecutionRecord, run_ms: int) -> tuple[str, ...]:
+        """The slow counters a final ``record`` that ran ``run_ms`` adds to."""
+        threshold = self.slow_ms.get(record.alias) if self.slow_ms else None
+        if threshold is None or run_ms <= threshold:
+            return ()
+        return (SLOW, SLOW_SUCCEEDED) if record.status is Status.SUCCEEDED else (SLOW,)
 
     def page(self, now: float, limit: int, token: str | None) -> Page[ExecutionRecord]:
         """Newest first: started_at descending, then name ascending."""

@@ -33,11 +33,15 @@ key                        type        content
 ``R:x:{F}:execs``          sorted set  execution names scored by ``-started_at``
                                        (ms): newest first; expired names pruned
 ``R:x:{F}:outcomes``       hash        ``alias|revision|version|status`` -> count
-                                       (status ``Started`` too); no TTL, deleted
+                                       (status ``Started``, ``Slow`` and
+                                       ``SlowSucceeded`` too); no TTL, deleted
                                        with the flow
 ``R:x:{F}:stats:<n>``      hash        10 s bucket ``n`` of statistics (one
                                        hour TTL): ``alias|revision|version|what``
                                        -> count (``router.store.stats``)
+``R:x:{F}:slow``           hash        alias -> slow threshold (ms) while a
+                                       rollout with ``slowSeconds`` runs
+                                       (``Store.set_slow_threshold``)
 ``R:x:{F}:gone``           string      tombstone of a deleted flow (7 days): late
                                        journal flushes write nothing
 ``R:polls:{k}``            sorted set  poll shard ``k`` (0..15, crc32 of the
@@ -181,7 +185,7 @@ TOMBSTONE_TTL_S = 7 * 24 * 3600
 class ExecutionKeys:
     """One flow's execution keys: hash tag ``{<flow id>}``, after the bare prefix."""
 
-    __slots__ = ("base", "execs", "gone", "outcomes")
+    __slots__ = ("base", "execs", "gone", "outcomes", "slow")
 
     def __init__(self, raw_prefix: str, flow_id: str) -> None:
         self.base = f"{raw_prefix}:x:{{{flow_id}}}:exec:"
@@ -189,6 +193,7 @@ class ExecutionKeys:
         self.execs = tagged + "execs"
         self.outcomes = tagged + "outcomes"
         self.gone = tagged + "gone"
+        self.slow = tagged + "slow"
 
     def execution(self, name: str) -> str:
         return self.base + name

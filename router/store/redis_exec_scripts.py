@@ -17,19 +17,40 @@ count its run time.
 
 from __future__ import annotations
 
+from router.lifecycle.status import Status
+from router.store.base import SLOW, SLOW_SUCCEEDED
 from router.store.redis_stats import LUA_RUN_BIN, LUA_STAT
 
-# KEYS: gone, execs, outcomes.
+# Lua: ``count_slow(outcomes, threshold, base, status, run_ms)`` bumps the slow
+# counters (``Store.set_slow_threshold``) of an execution that ran longer than
+# ``threshold`` ms (nil: none set); ``alias_of(base)`` is the alias of a
+# counter base ``alias|revision|version`` (the alias is what may hold a '|').
+LUA_SLOW = f"""
+local function alias_of(base)
+  return string.match(base, '^(.*)|[^|]*|[^|]*$')
+end
+local function count_slow(outcomes, threshold, base, status, run_ms)
+  if threshold == nil or run_ms <= threshold then return end
+  redis.call('HINCRBY', outcomes, base .. '|{SLOW}', 1)
+  if status == '{Status.SUCCEEDED.value}' then
+    redis.call('HINCRBY', outcomes, base .. '|{SLOW_SUCCEEDED}', 1)
+  end
+end
+"""
+
+# KEYS: gone, execs, outcomes, slow thresholds.
 # ARGV: mode ('put' | 'claim'), ttl seconds, prefix of the execution keys, the
 # statistics index and its buckets' TTL seconds, then ONE JSON array with an
 # entry of 9 values per execution: record (JSON text), counter base, final
 # status ('' while Running), score (-started_at), name, started_at, the
 # statistics bucket of the start, and of the final status and its run-time bin
-# field ('' and '' while Running). One argument for the whole batch, because
-# packing nine arguments per execution cost the gateway more CPU than the rest
-# of the flush (the record stays a JSON string inside it: no number of the
-# record is ever decoded by Lua). Execution keys are the prefix plus the name:
-# the same hash tag as the declared keys, so the same slot.
+# field ('' and '' while Running); a final record's entry has a 10th, its run
+# time (ms), for the slow counters (read only while a threshold is set). One
+# argument for the whole batch, because packing nine arguments per execution
+# cost the gateway more CPU than the rest of the flush (the record stays a JSON
+# string inside it: no number of the record is ever decoded by Lua). Execution
+# keys are the prefix plus the name: the same hash tag as the declared keys, so
+# the same slot.
 # 'put' skips a taken name; 'claim' answers EXECUTION_EXISTS (then it holds one
 # execution). A record is written, and counted, only where its key is free, so a
 # batch sent again writes and counts nothing twice. A deleted flow's tombstone
@@ -38,8 +59,15 @@ from router.store.redis_stats import LUA_RUN_BIN, LUA_STAT
 # index never outgrows the live records by much.
 WRITE_EXECUTIONS = (
     LUA_STAT
+    + LUA_SLOW
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return {'FLOW_NOT_FOUND'} end
+local slow = nil
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  slow = {}
+  local set = redis.call('HGETALL', KEYS[4])
+  for i = 1, #set, 2 do slow[set[i]] = tonumber(set[i + 1]) end
+end
 local ttl = tonumber(ARGV[2])
 local stats = Stats(ARGV[4], ARGV[5])
 local batch = cjson.decode(ARGV[6])
@@ -56,6 +84,7 @@ for _, e in ipairs(batch) do
       redis.call('HINCRBY', KEYS[3], e[2] .. '|' .. e[3], 1)
       stats.count(tostring(e[8]), e[2] .. '|' .. e[3])
       stats.count(tostring(e[8]), e[2] .. '|' .. e[9])
+      if slow then count_slow(KEYS[3], slow[alias_of(e[2])], e[2], e[3], e[10]) end
     end
     redis.call('EXPIRE', key, ttl)
     redis.call('ZADD', KEYS[2], e[4], e[5])
@@ -76,15 +105,18 @@ return {'OK', written}
 """
 )
 
-# KEYS: execution, outcomes.  ARGV: final part (JSON), status, the statistics
-# index, its buckets' TTL seconds, the final time (ms) and its bucket.
+# KEYS: execution, outcomes, slow thresholds.  ARGV: final part (JSON), status,
+# the statistics index, its buckets' TTL seconds, the final time (ms) and its
+# bucket.
 # Answers {'OK', record} when this call made the transition, {'OK'} when the
 # execution was already final, {'EXECUTION_NOT_FOUND'} when it is missing or
 # expired. The hash keeps its TTL (HSET on an existing key does not touch it).
-# A record without ``s`` (written before statistics) counts no run time.
+# A record without ``s`` (written before statistics) counts no run time, and so
+# is never slow.
 FINISH_EXECUTION = (
     LUA_STAT
     + LUA_RUN_BIN
+    + LUA_SLOW
     + """
 local cur = redis.call('HMGET', KEYS[1], 'r', 'k', 'f', 's')
 if not cur[1] then return {'EXECUTION_NOT_FOUND'} end
@@ -94,7 +126,10 @@ redis.call('HINCRBY', KEYS[2], cur[2] .. '|' .. ARGV[2], 1)
 local stats = Stats(ARGV[3], ARGV[4])
 stats.count(ARGV[6], cur[2] .. '|' .. ARGV[2])
 if cur[4] then
-  stats.count(ARGV[6], cur[2] .. '|h' .. run_bin(tonumber(ARGV[5]) - tonumber(cur[4])))
+  local run_ms = math.max(tonumber(ARGV[5]) - tonumber(cur[4]), 0)
+  stats.count(ARGV[6], cur[2] .. '|h' .. run_bin(run_ms))
+  local threshold = redis.call('HGET', KEYS[3], alias_of(cur[2]))
+  count_slow(KEYS[2], tonumber(threshold), cur[2], ARGV[2], run_ms)
 end
 stats.close()
 return {'OK', cur[1]}
@@ -137,10 +172,10 @@ end
 return out
 """
 
-# KEYS: execs, outcomes, gone.  ARGV: prefix of the execution keys, tombstone
-# TTL seconds, the statistics index.  Deletes a flow's executions, counters and
-# statistics, and leaves a tombstone so that a journal flush arriving late
-# writes nothing.
+# KEYS: execs, outcomes, gone, slow thresholds.  ARGV: prefix of the execution
+# keys, tombstone TTL seconds, the statistics index.  Deletes a flow's
+# executions, counters, statistics and slow thresholds, and leaves a tombstone
+# so that a journal flush arriving late writes nothing.
 PURGE_EXECUTIONS = """
 local function purge(index, prefix)
   local names = redis.call('ZRANGE', index, 0, -1)
@@ -152,8 +187,18 @@ local function purge(index, prefix)
 end
 purge(KEYS[1], ARGV[1])
 purge(ARGV[3], ARGV[3] .. ':')
-redis.call('DEL', KEYS[1], KEYS[2], ARGV[3])
+redis.call('DEL', KEYS[1], KEYS[2], KEYS[4], ARGV[3])
 redis.call('SET', KEYS[3], '1', 'EX', ARGV[2])
+return {'OK'}
+"""
+
+# KEYS: slow thresholds, gone.  ARGV: alias, threshold ms ('' to clear).
+SET_SLOW_THRESHOLD = """
+if ARGV[2] == '' then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+elseif redis.call('EXISTS', KEYS[2]) == 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+end
 return {'OK'}
 """
 

@@ -94,7 +94,7 @@ class RedisExecutions(RedisStats):
         k = self._execution_keys(flow_id)
         batch = orjson.dumps([codec.execution_args(r) + write_args(r) for r in records])
         args = [mode, ttl_s, k.base, stats_index(self.raw_prefix, flow_id), STATS_TTL_S, batch]
-        return lua.WRITE_EXECUTIONS, [k.gone, k.execs, k.outcomes], args
+        return lua.WRITE_EXECUTIONS, [k.gone, k.execs, k.outcomes, k.slow], args
 
     # executions -----------------------------------------------------------------
     @_reachable
@@ -136,7 +136,8 @@ class RedisExecutions(RedisStats):
         k = self._execution_keys(flow_id)
         final = codec.encode_final(status, output, error, cause, at)
         args = [final, status.value, *finish_args(self.raw_prefix, flow_id, at)]
-        reply = await self._eval(lua.FINISH_EXECUTION, [k.execution(name), k.outcomes], args)
+        keys = [k.execution(name), k.outcomes, k.slow]
+        reply = await self._eval(lua.FINISH_EXECUTION, keys, args)
         if reply[0] == b"EXECUTION_NOT_FOUND":
             raise ExecutionNotFound(name)
         if len(reply) == 1:
@@ -178,7 +179,17 @@ class RedisExecutions(RedisStats):
         """After delete_flow: the flow's executions and counters (another slot)."""
         k = self._execution_keys(flow_id)
         args = [k.base, codec.TOMBSTONE_TTL_S, stats_index(self.raw_prefix, flow_id)]
-        await self._eval(lua.PURGE_EXECUTIONS, [k.execs, k.outcomes, k.gone], args)
+        await self._eval(lua.PURGE_EXECUTIONS, [k.execs, k.outcomes, k.gone, k.slow], args)
+
+    @_reachable
+    async def set_slow_threshold(self, flow_id: str, alias: str, ms: int | None) -> None:
+        # The flow's meta is in another slot on a cluster: checked first; a flow
+        # deleted in between has the tombstone the script checks.
+        if ms is not None and not await self._flow_exists(flow_id):
+            return
+        k = self._execution_keys(flow_id)
+        args = [alias, "" if ms is None else ms]
+        await self._eval(lua.SET_SLOW_THRESHOLD, [k.slow, k.gone], args)
 
     # polling schedule -------------------------------------------------------------
     def _poll_keys(self, flow_id: str, name: str) -> tuple[list[str], str]:
