@@ -122,7 +122,10 @@ def deploy(
     and 2 are the baseline (70/30), version 3 the canary."""
     executors: list[subprocess.Popen[bytes]] = []
 
-    def start(baseline: float, canary: float, *extra: str) -> Deployment:
+    def start(
+        baseline: float, canary: float, *extra: str, runs: dict[str, Any] | None = None
+    ) -> Deployment:
+        """``runs``: version -> more Behaviour fields (an asynchronous run's length)."""
         port = free_port()
         sync = {"mode": "sync"}
         behaviours = {
@@ -130,6 +133,8 @@ def deploy(
             "2": {**sync, "failure_ratio": baseline},
             "3": {**sync, "failure_ratio": canary},
         }
+        for version, fields in (runs or {}).items():
+            behaviours[version].update(fields)
         executors.append(_executor(port, behaviours, tmp_path / "executor.log"))
         prefix = f"e2e{os.getpid()}x{port}"
         args = ["--store", redis_server.url, "--key-prefix", prefix, "--workers", "1"]
@@ -199,6 +204,28 @@ def test_a_bad_canary_is_rolled_back_and_the_alias_is_exactly_as_before(
         with Connection(gateway.port) as conn:
             versions = {execute(conn, FLOW, ALIAS).version for _ in range(30)}
         assert versions <= {"1", "2"}, versions
+
+
+def test_a_slow_canary_is_rolled_back(deploy: Callable[..., Deployment]) -> None:
+    # Every execution succeeds; the canary's take 0.6 s, the baseline's 10 ms. The
+    # executor runs them asynchronously and says when each ended (stoppedAt), so the
+    # gateways' polls (at 0.1, 0.3, 0.7 s ...) do not make the baseline look slow.
+    fast = {"mode": "async", "duration_ms": 10, "report_stop": True}
+    runs = {"1": fast, "2": fast, "3": {**fast, "duration_ms": 600}}
+    d = deploy(0.0, 0.0, runs=runs)
+    started = d.cli(
+        "start", "--target-version", "3", "--steps", "50", "--min-step-seconds", "600",
+        "--min-samples", "1000", "--slow-seconds", "0.3",
+    )  # fmt: skip
+    assert started["phase"] == "Progressing"
+    final = d.until(_phase("RolledBack", "Succeeded", "Paused"), per_round=10)
+    assert final["phase"] == "RolledBack", final
+    assert final["message"].startswith("rolled back: canary failure ratio"), final["message"]
+    assert d.routes(0) == list(BEFORE) and d.routes(1) == list(BEFORE)
+    canary, base = final["counts"]["3"], [final["counts"].get(v, {}) for v in ("1", "2")]
+    assert canary["slow"] == canary["failed"] > 0  # failed only by being slow
+    assert canary["failed"] <= canary["executions"] < 1000
+    assert all(c.get("slow", 0) == c.get("failed", 0) == 0 for c in base), final["counts"]
 
 
 def test_a_healthy_canary_is_promoted(deploy: Callable[..., Deployment]) -> None:
