@@ -1,8 +1,8 @@
-"""Simulation engine of bench.rollout: Poisson streams and the three rules on them.
+"""Simulation engine of bench.rollout: Poisson streams and the four rules on them.
 
 Kept apart from the report (bench/rollout.py) to keep each module short. Every rule
 sees the same streams: a window of traffic is simulated once per batch of rollouts
-and the project rule, the Flagger-style rule and the oracle all read it.
+and the project rule, the Flagger-style rule and both oracles all read it.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ ORACLE_BETA = 0.01
 FLAGGER_INTERVAL = 60
 FLAGGER_THRESHOLD = 5
 FLAGGER_MIN_SUCCESS = 0.98  # success floor: twice the baseline failure ratio
+RULES = ("project", "flagger", "oracle", "sides")
 SEED = 20261201
 MAX_POINTS = 2_000_000  # points (failures + ticks) per simulated batch: bounds memory
 
@@ -84,7 +85,7 @@ class Outcome:
     @classmethod
     def empty(cls, n: int) -> Outcome:
         out = cls(n)
-        for rule in ("project", "flagger", "oracle"):
+        for rule in RULES:
             out.seconds[rule] = np.full(n, np.inf)
             out.executions[rule] = np.full(n, np.inf)
         out.flagger_nodata = np.zeros(n, dtype=bool)
@@ -187,16 +188,23 @@ def run_cell(
     llr_ok = math.log((1 - ratio) / (1 - BASE_RATIO)) if not healthy else 0.0
     upper = math.log((1 - ORACLE_BETA) / ALPHA)
     lower = math.log(ORACLE_BETA / (1 - ALPHA))
+    # the comparative oracle: Wald's SPRT on which side each failure came from,
+    # knowing the canary's ratio to the baseline's (not the baseline's own ratio)
+    w, rho = WEIGHT / 100, ratio / BASE_RATIO
+    p1 = w * rho / (w * rho + 1 - w)
+    side_fail = math.log(p1 / w) if not healthy else 0.0
+    side_base = math.log((1 - p1) / (1 - w)) if not healthy else 0.0
     for b0 in range(0, n, batch):
         ids = np.arange(b0, min(n, b0 + batch))
         carried = np.zeros((len(ids), 4), dtype=np.int64)
         failed_checks = np.zeros(len(ids), dtype=np.int64)
         nodata_seen = np.zeros(len(ids), dtype=bool)
         oracle_open = np.full(len(ids), not healthy)
+        sides_open = np.full(len(ids), not healthy)
         for t0 in range(0, HORIZON, width):
             open_p = ~np.isfinite(out.seconds["project"][ids])
             open_f = ~np.isfinite(out.seconds["flagger"][ids])
-            if not (open_p.any() or open_f.any() or oracle_open.any()):
+            if not (open_p.any() or open_f.any() or oracle_open.any() or sides_open.any()):
                 break
             win = simulate_window(rng, rate, ratio, t0, min(width, HORIZON - t0), carried)
             # project: decide at candidate checks (every check when brute)
@@ -225,6 +233,18 @@ def run_cell(
                     elif lo is not None:
                         out.oracle_accepted[ids[j]] = True
                         oracle_open[j] = False
+            if sides_open.any():
+                llr = win.fc * side_fail + win.fb * side_base
+                up_first = first_per_rollout((win.kind == 0) & (llr >= upper), win.rid)
+                low_first = first_per_rollout((win.kind == 1) & (llr <= lower), win.rid)
+                for j in np.flatnonzero(sides_open):
+                    u, lo = up_first.get(int(j)), low_first.get(int(j))
+                    if u is not None and (lo is None or u < lo):
+                        out.seconds["sides"][ids[j]] = win.time[u]
+                        out.executions["sides"][ids[j]] = win.nc[u]
+                        sides_open[j] = False
+                    elif lo is not None:
+                        sides_open[j] = False
             # flagger: one check per minute on the canary's success rate
             tick = win.kind == 2
             minute = tick.copy()

@@ -13,6 +13,10 @@ of 1, 10, 100 and 1,000 executions/s (Poisson). On the *same* simulated streams:
 - ``oracle``: Wald's SPRT on the canary's executions, knowing both true failure
   ratios (``H0: r = 1%`` against ``H1: r = rho * 1%``), alpha 0.01, beta 0.01: the
   statistical limit.
+- ``sides`` (the comparative oracle): Wald's SPRT on which side each failure came
+  from, knowing ``rho`` but not the baseline's ratio, alpha 0.01, beta 0.01: the
+  limit of any rule that, like the project's, judges the canary against the
+  baseline it runs beside rather than against a failure ratio known in advance.
 
 Healthy canaries (1%) measure false rollbacks; bad ones (2x, 5x, 20x) the canary
 executions and seconds until rollback. ``executions`` are canary executions with a
@@ -57,6 +61,7 @@ from bench._rollout_sim import (
     MULTIPLIERS,
     ORACLE_BETA,
     RATES,
+    RULES,
     SEED,
     TICK,
     WEIGHT,
@@ -121,7 +126,7 @@ def summarise(healthy: dict[int, Outcome], bad: dict[tuple[int, int], Outcome]) 
     rows_b = []
     for (rate, mult), o in bad.items():
         row: dict[str, Any] = {"rate": rate, "multiplier": mult, "rollouts": o.n}
-        for rule in ("project", "flagger", "oracle"):
+        for rule in RULES:
             row[rule] = {
                 "detected": float(np.isfinite(o.seconds[rule]).mean()),
                 "executions_median": quantile(o.executions[rule], 0.5),
@@ -176,7 +181,9 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         f"for {HORIZON} s, alpha {ALPHA}; project rule checked at every failure and every "
         f"{TICK} s; Flagger-style: success ≥ {FLAGGER_MIN_SUCCESS:.0%} per "
         f"{FLAGGER_INTERVAL} s, rollback at {FLAGGER_THRESHOLD} failed checks; oracle: "
-        f"Wald SPRT knowing both ratios (alpha {ALPHA}, beta {ORACLE_BETA}). "
+        f"Wald SPRT knowing both ratios (alpha {ALPHA}, beta {ORACLE_BETA}); comparative "
+        "oracle: Wald SPRT on which side each failure came from, knowing the canary's "
+        "ratio to the baseline's but not the baseline's. "
         f"Seed {meta['seed']}, commit {meta['commit']}.",
         "",
         "## Healthy canary (1%): false rollbacks",
@@ -198,10 +205,12 @@ def markdown(summary: dict[str, Any], meta: dict[str, Any]) -> str:
         "",
         "| failure ratio | executions/s | project: executions | project: s "
         "| Flagger-style: executions | Flagger-style: s | oracle: executions | oracle: s "
-        "| project / oracle executions | rolled back within 1 h (project / Flagger / oracle) |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| comparative oracle: executions | comparative oracle: s "
+        "| project / oracle executions "
+        "| rolled back within 1 h (project / Flagger / oracle / comparative) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
-    rules = ("project", "flagger", "oracle")
+    rules = RULES
     for r in sorted(summary["bad"], key=lambda r: (r["multiplier"], r["rate"])):
         ratio = r["executions_ratio_to_oracle"]
         mult = r["multiplier"]
@@ -235,6 +244,7 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         "project": ("C0", "project e-process"),
         "flagger": ("C3", "Flagger-style"),
         "oracle": ("C2", "SPRT oracle"),
+        "sides": ("C1", "comparative oracle"),
     }
     for ax, mult in zip(axes, MULTIPLIERS, strict=True):
         rows = sorted(
