@@ -218,3 +218,48 @@ def test_benchmarks_state_the_sampler_results() -> None:
     choices_max = results["10000"]["choices"]["ns_per_sample"] / 1000
     assert f"`random.choices` costs {choices_2:,.0f} ns per call at N = 2" in text
     assert f"{choices_max:.0f} µs at N = 10⁴" in text
+
+
+def test_rollout_statistics_state_the_rollout_bench() -> None:
+    from bench._rollout_report import docs_tables
+
+    data = json.loads((ROOT / "bench" / "results" / "rollout.json").read_text())
+    text = (DOCS / "rollouts-statistics.md").read_text()
+    assert docs_tables(data) in text  # both tables, exactly as the bench prints them
+    cells = {(r["multiplier"], r["rate"]): r for r in data["bad"]}
+    two = cells[(2, 10)]
+    ours, flagger = two["project"]["seconds_median"], two["flagger"]["seconds_median"]
+    sides = two["sides"]["seconds_median"]
+    assert f"median ({flagger:.0f} s) beats ours\n  ({ours:.0f} s)" in text
+    assert f"needs {sides:.0f} s there" in text
+    assert f"({ours:.0f} s against {sides:.0f} s at 10/s)" in text
+    healthy = {r["rate"]: r for r in data["healthy"]}
+    assert f"rolling back {healthy[10]['flagger_rate']:.0%} of *healthy*" in text
+    for mult in (2, 5, 20):  # the price against the comparative oracle, from 10/s
+        prices = {
+            f"{cells[(mult, rate)]['project']['seconds_median'] / cells[(mult, rate)]['sides']['seconds_median']:.1f}"  # noqa: E501
+            for rate in (10, 100, 1000)
+        }
+        assert len(prices) == 1, (mult, prices)
+        assert f"{prices.pop()}{TIMES} at {mult}{TIMES}" in text
+
+
+def test_benchmarks_state_the_gateway_results() -> None:
+    """The gateway tables in docs/benchmarks.md are the committed run's, line for line,
+    and the prose quotes that run's ratios."""
+    results = ROOT / "bench" / "results"
+    report = (results / "gateway.md").read_text().splitlines()
+    data = json.loads((results / "gateway.json").read_text())
+    text = (DOCS / "benchmarks.md").read_text()
+    copied = text.split("From `bench/results/gateway.md`:", 1)[1]
+    copied = copied.split("What the numbers say.", 1)[0]
+    lines = [line for line in copied.splitlines() if line.strip()]
+    assert len(lines) > 20
+    for line in lines:
+        assert line in report, line
+    redis = data["ratios"]["flow-router-redis"]["rps_vs_bare-aiohttp"]
+    memory = data["ratios"]["flow-router-memory"]["rps_vs_bare-aiohttp"]
+    sent = data["redis_commands"]["client_commands_per_request"]
+    assert f"{redis:.2f}{TIMES} the bare aiohttp passthrough proxy in this run" in text
+    assert f"The memory store pays more ({memory:.2f}{TIMES})" in text
+    assert f"{sent:.4f} commands sent per routed\nrequest in this run" in text
