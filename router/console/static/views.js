@@ -134,7 +134,7 @@ const Views = (() => {
       steps.append(el("div", { className: state, title: `step ${i + 1}: ${w}%` }));
     });
     const counts = Object.entries(rollout.counts || {})
-      .map(([v, c]) => `v${v}: ${c.executions} executions, ${c.failed} failed`)
+      .map(([v, c]) => `v${v}: ${c.executions} executions, ${c.failed} failed${c.slow ? ` (${c.slow} slow)` : ""}`)
       .join(" · ");
     const buttons = el("div", { className: "actions" });
     for (const action of ["promote", "pause", "resume", "abort"]) {
