@@ -25,6 +25,7 @@ one script, so a failed write has written nothing.
 from __future__ import annotations
 
 import logging
+import random
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -63,6 +64,7 @@ class RedisStore(RedisExecutions, RedisRollouts):
         clients = client if isinstance(client, Clients) else Clients(client)
         self._clients = clients
         self._client = clients.client
+        self._shard_rng = random.Random()
         self.raw_prefix = prefix  # execution keys: their own hash tags (see redis_codec)
         if clients.cluster:
             prefix = codec.cluster_prefix(prefix)  # one slot for everything (see redis_codec)

@@ -46,6 +46,9 @@ class RedisExecutions(RedisStats):
     prefix: str
     raw_prefix: str
     failures: FailureLog
+    # where claim_polls starts; the store's own generator, not the random module's
+    # (whose state a test or another library may be using)
+    _shard_rng: random.Random
 
     def _execution_keys(self, flow_id: str) -> ExecutionKeys:
         return ExecutionKeys(self.raw_prefix, flow_id)
@@ -214,7 +217,7 @@ class RedisExecutions(RedisStats):
             return []
         # Shards in round-robin order from a random one, so that replicas
         # asking at once start in different places.
-        first = random.randrange(codec.POLL_SHARDS)
+        first = self._shard_rng.randrange(codec.POLL_SHARDS)
         shards = [(first + i) % codec.POLL_SHARDS for i in range(codec.POLL_SHARDS)]
         keys = [codec.poll_keys(self.raw_prefix, s) for s in shards]
         async with self._client.pipeline(transaction=False) as pipe:
