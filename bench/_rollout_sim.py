@@ -166,6 +166,36 @@ def first_per_rollout(mask: np.ndarray, rid: np.ndarray) -> dict[int, int]:
     return dict(zip(rollouts.tolist(), hits[first].tolist(), strict=True))
 
 
+def wald(
+    win: Window,
+    ids: np.ndarray,
+    still_open: np.ndarray,
+    out: Outcome,
+    rule: str,
+    above: np.ndarray,
+    below: np.ndarray,
+) -> np.ndarray:
+    """One window of a Wald SPRT per rollout: a rollback at the first canary failure
+    whose log-likelihood ratio is ``above`` the upper bound, unless it went ``below``
+    the lower one first (accepted: it stops). Updates ``still_open`` and ``out``;
+    returns the ids of the rollouts accepted in this window."""
+    if not still_open.any():
+        return np.zeros(0, dtype=np.int64)
+    up_first = first_per_rollout((win.kind == 0) & above, win.rid)
+    low_first = first_per_rollout(below, win.rid)
+    accepted = []
+    for j in np.flatnonzero(still_open):
+        u, lo = up_first.get(int(j)), low_first.get(int(j))
+        if u is not None and (lo is None or u < lo):
+            out.seconds[rule][ids[j]] = win.time[u]
+            out.executions[rule][ids[j]] = win.nc[u]
+            still_open[j] = False
+        elif lo is not None:
+            accepted.append(ids[j])
+            still_open[j] = False
+    return np.array(accepted, dtype=np.int64)
+
+
 def project_rollback(win: Window, i: int) -> bool:
     counts = StepCounts(int(win.nc[i]), int(win.fc[i]), int(win.nb[i]), int(win.fb[i]))
     verdict = decide(SPEC, STATE, counts, float(win.time[i]))
@@ -219,32 +249,13 @@ def run_cell(
                     out.seconds["project"][g] = win.time[i]
                     out.executions["project"][g] = win.nc[i]
             # oracle: Wald's SPRT on the canary's executions
-            if oracle_open.any():
-                llr = win.fc * llr_fail + (win.nc - win.fc) * llr_ok
-                low = np.where(win.kind == 0, llr - llr_fail, llr)
-                up_first = first_per_rollout((win.kind == 0) & (llr >= upper), win.rid)
-                low_first = first_per_rollout(low <= lower, win.rid)
-                for j in np.flatnonzero(oracle_open):
-                    u, lo = up_first.get(int(j)), low_first.get(int(j))
-                    if u is not None and (lo is None or u < lo):
-                        out.seconds["oracle"][ids[j]] = win.time[u]
-                        out.executions["oracle"][ids[j]] = win.nc[u]
-                        oracle_open[j] = False
-                    elif lo is not None:
-                        out.oracle_accepted[ids[j]] = True
-                        oracle_open[j] = False
-            if sides_open.any():
-                llr = win.fc * side_fail + win.fb * side_base
-                up_first = first_per_rollout((win.kind == 0) & (llr >= upper), win.rid)
-                low_first = first_per_rollout((win.kind == 1) & (llr <= lower), win.rid)
-                for j in np.flatnonzero(sides_open):
-                    u, lo = up_first.get(int(j)), low_first.get(int(j))
-                    if u is not None and (lo is None or u < lo):
-                        out.seconds["sides"][ids[j]] = win.time[u]
-                        out.executions["sides"][ids[j]] = win.nc[u]
-                        sides_open[j] = False
-                    elif lo is not None:
-                        sides_open[j] = False
+            llr = win.fc * llr_fail + (win.nc - win.fc) * llr_ok
+            low = np.where(win.kind == 0, llr - llr_fail, llr)
+            accepted = wald(win, ids, oracle_open, out, "oracle", llr >= upper, low <= lower)
+            out.oracle_accepted[accepted] = True
+            # comparative oracle: the same on which side each failure came from
+            llr = win.fc * side_fail + win.fb * side_base
+            wald(win, ids, sides_open, out, "sides", llr >= upper, (win.kind == 1) & (llr <= lower))
             # flagger: one check per minute on the canary's success rate
             tick = win.kind == 2
             minute = tick.copy()
