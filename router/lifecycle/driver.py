@@ -29,7 +29,7 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import Any
 
 from router import errors, model
@@ -45,13 +45,12 @@ from router.lifecycle.record import ExecutionRecord
 from router.lifecycle.status import Status
 from router.metrics import Metrics
 from router.model import Flow
-from router.store.base import Page, Store
+from router.store.base import Page, PollEntry, Store
 
 log = logging.getLogger("flow_router.executions")
 
 JOURNAL_INTERVAL_S = 0.01  # a SIGKILL loses at most the records of one window
 JOURNAL_BATCH = 256
-SCHEDULE_CONCURRENCY = 32  # schedule_poll calls in flight per journal flush
 WAIT_FIRST_S = 0.1  # wait_final re-reads the record after this, doubling...
 WAIT_CAP_S = 1.0  # ...up to this
 
@@ -197,15 +196,23 @@ class Executions:
         task.add_done_callback(self._background.discard)
 
     async def _schedule_first(self, record: ExecutionRecord) -> None:
+        await self._schedule_firsts([record])
+
+    async def _schedule_firsts(self, records: Sequence[ExecutionRecord]) -> None:
+        """The first poll of each Running record (with callbacks: the safety poll)."""
         now = self.clock()
-        if self.callbacks is not None:
-            due = now + round(self.backoff.cap_s * 1000)
-            await self.store.schedule_poll(record.flow_id, record.name, due, self._safety)
-            return
-        step = poll.first_poll(record, now, self.backoff, self.rng)
-        assert step.next_due_ms is not None
-        await self.store.schedule_poll(record.flow_id, record.name, step.next_due_ms, step.attempt)
-        self.scheduled.set()
+        entries: list[PollEntry] = []
+        for record in records:
+            if self.callbacks is not None:
+                due = now + round(self.backoff.cap_s * 1000)
+                entries.append((record.flow_id, record.name, due, self._safety))
+                continue
+            step = poll.first_poll(record, now, self.backoff, self.rng)
+            assert step.next_due_ms is not None
+            entries.append((record.flow_id, record.name, step.next_due_ms, step.attempt))
+        await self.store.schedule_polls(entries)
+        if self.callbacks is None:
+            self.scheduled.set()
 
     async def _flush(self, batch: list[ExecutionRecord]) -> None:
         """The journal's flush: the first polls of the Running records, then the records.
@@ -216,7 +223,7 @@ class Executions:
         """
         running = [r for r in batch if r.stopped_at is None]
         if running:
-            await bounded(map(self._schedule_first, running), SCHEDULE_CONCURRENCY)
+            await self._schedule_firsts(running)
         await self.store.put_executions(batch, self.retention_s)
 
     async def list(

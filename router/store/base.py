@@ -60,6 +60,8 @@ class FlowSnapshot:
 
 # The record every execution method below takes and returns.
 ExecutionRecord = Record
+# One entry of the polling schedule: flow id, execution name, due (ms), attempt.
+PollEntry = tuple[str, str, int, int]
 
 STARTED = "Started"  # the OutcomeKey status counted when an execution is recorded
 # Counted besides the final status when the execution ran longer than its alias's
@@ -279,6 +281,11 @@ class Store(Protocol):
     # polling schedule -------------------------------------------------------------
     async def schedule_poll(self, flow_id: str, name: str, due_ms: int, attempt: int) -> None:
         """Put (or move) the execution in the shared schedule: poll ``attempt`` at ``due_ms``."""
+        ...
+
+    async def schedule_polls(self, entries: Sequence[PollEntry]) -> None:
+        """:meth:`schedule_poll` of each (flow id, name, due ms, attempt), the journal's
+        flush of its Running records: on Redis, one round trip for them all."""
         ...
 
     async def claim_polls(

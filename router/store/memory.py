@@ -31,6 +31,7 @@ from router.store.base import (
     IdempotencyRecord,
     OutcomeKey,
     Page,
+    PollEntry,
     quota_exceeded,
     routes_missing,
 )
@@ -313,6 +314,10 @@ class MemoryStore(MemoryRollouts):
     # polling schedule -------------------------------------------------------------
     async def schedule_poll(self, flow_id: str, name: str, due_ms: int, attempt: int) -> None:
         self._polls.schedule(flow_id, name, due_ms, attempt)
+
+    async def schedule_polls(self, entries: Sequence[PollEntry]) -> None:
+        for entry in entries:
+            self._polls.schedule(*entry)
 
     async def claim_polls(
         self, now_ms: int, limit: int, lease_ms: int

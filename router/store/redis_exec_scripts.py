@@ -204,10 +204,13 @@ return {'OK'}
 
 # -- the shared polling schedule (one shard: a sorted set and its attempts) -----------
 
-# KEYS: due, attempts.  ARGV: member, due ms, attempt.
-SCHEDULE_POLL = """
-redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[3])
+# KEYS: due, attempts.  ARGV: member, due ms, attempt, then more such triples
+# (all of this shard): a journal flush schedules its Running records at once.
+SCHEDULE_POLLS = """
+for i = 1, #ARGV, 3 do
+  redis.call('ZADD', KEYS[1], ARGV[i + 1], ARGV[i])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 2])
+end
 return 1
 """
 

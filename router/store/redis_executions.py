@@ -29,7 +29,7 @@ from router.lifecycle.record import ExecutionRecord
 from router.lifecycle.status import Status
 from router.store import redis_codec as codec
 from router.store import redis_exec_scripts as lua
-from router.store.base import OutcomeKey, Page
+from router.store.base import OutcomeKey, Page, PollEntry
 from router.store.redis_client import FailureLog
 from router.store.redis_client import reachable as _reachable
 from router.store.redis_codec import ExecutionKeys, FlowKeys
@@ -199,10 +199,22 @@ class RedisExecutions(RedisStats):
         member = codec.poll_member(flow_id, name)
         return list(codec.poll_keys(self.raw_prefix, codec.poll_shard(member))), member
 
-    @_reachable
     async def schedule_poll(self, flow_id: str, name: str, due_ms: int, attempt: int) -> None:
-        keys, member = self._poll_keys(flow_id, name)
-        await self._eval(lua.SCHEDULE_POLL, keys, [member, due_ms, attempt])
+        await self.schedule_polls([(flow_id, name, due_ms, attempt)])
+
+    @_reachable
+    async def schedule_polls(self, entries: Sequence[PollEntry]) -> None:
+        # One script call per shard touched, all in one pipeline: one round trip.
+        by_shard: dict[int, list[Any]] = {}
+        for flow_id, name, due_ms, attempt in entries:
+            member = codec.poll_member(flow_id, name)
+            by_shard.setdefault(codec.poll_shard(member), []).extend((member, due_ms, attempt))
+        calls: list[Call] = [
+            (lua.SCHEDULE_POLLS, list(codec.poll_keys(self.raw_prefix, shard)), args)
+            for shard, args in by_shard.items()
+        ]
+        if calls:
+            await self._pipelined(calls)
 
     @_reachable
     async def cancel_poll(self, flow_id: str, name: str) -> None:

@@ -17,6 +17,7 @@ from router.lifecycle.status import Status
 from router.metrics import Metrics
 from router.model import Flow
 from router.store.memory import MemoryStore
+from tests.harness import CountingStore
 
 
 def _flow() -> Flow:
@@ -127,3 +128,21 @@ async def test_a_poll_whose_record_never_arrives_is_dropped_after_a_few_tries() 
     clock[0] += 60_000
     assert await store.claim_polls(clock[0], 10, 1_000) == []
     assert poller.polls == 0  # no executor was asked about it
+
+
+async def test_a_flush_schedules_its_running_records_in_one_store_call() -> None:
+    store = CountingStore(MemoryStore())
+    await store.create_flow(_flow())
+    executions = Executions(
+        store, Forwarder(Timeouts()), Metrics(), UpstreamTemplate("http://127.0.0.1:9/{flow}"),
+        retention_s=3600, clock=lambda: 1_000_000,
+    )  # type: ignore[arg-type]  # fmt: skip
+    records = [_record(i) for i in range(100)]
+    for record in records:
+        executions.journal.append(record)
+    await executions.journal.close()  # flushes what it holds: one batch
+    assert store.calls["put_executions"] == 1
+    # every Running record's first poll, in one call (one round trip on Redis)
+    assert (store.calls["schedule_polls"], store.calls["schedule_poll"]) == (1, 0)
+    claimed = await store.claim_polls(2_000_000, 1_000, 1_000)
+    assert sorted(name for _, name, _ in claimed) == [r.name for r in records if not r.is_final]

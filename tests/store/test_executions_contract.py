@@ -344,6 +344,21 @@ async def test_polls_are_claimed_when_due_and_leased(store: Store) -> None:
     assert await store.claim_polls(50_000, 10, 100) == []
 
 
+async def test_polls_are_scheduled_in_batches(store: Store) -> None:
+    # the journal's flush: many flows (so many shards), one call
+    entries = [(f"F{i % 7}", f"run-{i}", 100 + i, i % 3) for i in range(60)]
+    await store.schedule_polls(entries)
+    await store.schedule_polls([])
+    # a batch moves entries already scheduled, like one at a time
+    await store.schedule_polls([("F0", "run-0", 5_000, 9), ("F1", "run-1", 5_000, 8)])
+    claimed = await store.claim_polls(1_000, 100, 10_000)
+    assert sorted(claimed) == sorted((f, n, a) for f, n, _, a in entries[2:])
+    assert sorted(await store.claim_polls(5_000, 100, 10_000)) == [
+        ("F0", "run-0", 9),
+        ("F1", "run-1", 8),
+    ]
+
+
 async def test_claims_respect_the_limit(store: Store) -> None:
     for i in range(30):
         await store.schedule_poll("F1", f"run-{i}", 100 + i, i)

@@ -61,6 +61,25 @@ async def test_a_journal_flush_is_one_round_trip(redis_server: Any) -> None:
         await store.close()
 
 
+async def test_a_batch_of_polls_is_one_round_trip(redis_server: Any) -> None:
+    sent: list[int] = []
+    store = _counting_store(redis_server.port, f"sp{new_id()}", sent)
+    admin = redis.Redis(port=redis_server.port)
+    try:
+        await store.schedule_polls([("F", "warm", 1, 0)])  # loads the script
+        entries = [(f"F{i % 9}", f"run-{i}", 1_000 + i, 0) for i in range(200)]
+        sent.clear()
+        before = _evalsha_calls(admin)
+        await store.schedule_polls(entries)
+        assert len(sent) == 1  # 200 entries over every shard: one round trip
+        assert _evalsha_calls(admin) - before == 16  # one script call per shard
+        claimed = await store.claim_polls(10_000, 500, 60_000)
+        assert len(claimed) == 201
+    finally:
+        admin.close()
+        await store.close()
+
+
 async def test_a_flush_after_a_script_flush_reloads_and_writes_once(redis_server: Any) -> None:
     # A restarted or failed-over Redis knows no scripts: NOSCRIPT, load, send again.
     sent: list[int] = []
