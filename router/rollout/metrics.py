@@ -4,14 +4,22 @@ The gauges are exported by the replica that holds the driver's lease (it reads
 every active rollout each tick) and cleared when it loses the lease, so summing
 or taking the max over replicas shows one value. ``flow_router_rollouts_total``
 is counted by the replica whose write finished the rollout: exactly once.
+
+With several workers (``PROMETHEUS_MULTIPROC_DIR``) a gauge cannot be removed:
+the client library keeps every value in its per-process files, and ``remove()``
+only forgets the in-process child, so the last value would be exported for as
+long as the worker lives. There, clearing sets the gauges to 0 instead, which
+keeps ``max`` and ``sum`` over replicas right.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from router.metrics import MULTIPROCESS_ENV
 from router.rollout.decision import ACTIVE_PHASES, Phase
 from router.rollout.state import Rollout
 
@@ -19,7 +27,10 @@ FINISHED = tuple(p for p in Phase if p not in ACTIVE_PHASES)
 
 
 class RolloutMetrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, multiprocess: bool | None = None) -> None:
+        self.multiprocess = (
+            bool(os.environ.get(MULTIPROCESS_ENV)) if multiprocess is None else multiprocess
+        )
         self.canary_weight = Gauge(
             "flow_router_rollout_canary_weight",
             "Percentage of the alias's traffic routed to the rollout's target version.",
@@ -53,6 +64,8 @@ class RolloutMetrics:
         key = (r.flow, r.alias)
         shown = self._shown.get(key)
         if shown is not None and shown != r.target:
+            if self.multiprocess:
+                self.canary_weight.labels(r.flow, r.alias, shown).set(0)
             with contextlib.suppress(KeyError):
                 self.canary_weight.remove(r.flow, r.alias, shown)
         self._shown[key] = r.target
@@ -62,8 +75,15 @@ class RolloutMetrics:
         self.evidence.labels(r.flow, r.alias).set(evidence)
 
     def clear(self) -> None:
-        """Stop exporting the gauges (this replica no longer drives)."""
+        """Stop exporting the gauges (this replica no longer drives): remove them, or
+        with several workers set them to 0 (module docstring)."""
         for (flow, alias), target in self._shown.items():
+            if self.multiprocess:
+                self.canary_weight.labels(flow, alias, target).set(0)
+                self.evidence.labels(flow, alias).set(0)
+                for phase in Phase:
+                    self.phase.labels(flow, alias, phase.value).set(0)
+                continue
             with contextlib.suppress(KeyError):
                 self.canary_weight.remove(flow, alias, target)
                 self.evidence.remove(flow, alias)
