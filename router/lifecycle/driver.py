@@ -35,13 +35,14 @@ from typing import Any
 from router import errors, model
 from router.errors import ExecutionNotFound, ExecutionWaitTimeout, ExecutorError, RouterError
 from router.execution_names import generated, parse_generated
-from router.forward import ExecutionFinished, ExecutorReply, Forwarder, UpstreamTemplate
+from router.forward import ExecutionFinished, Forwarder, UpstreamTemplate
 from router.lifecycle import poll
 from router.lifecycle.backoff import DEFAULT, Backoff, cap_attempt
 from router.lifecycle.callback import Callbacks
 from router.lifecycle.executions import Execution, ExecutionQuery, scan
 from router.lifecycle.journal import Journal
 from router.lifecycle.record import ExecutionRecord
+from router.lifecycle.replies import record_from_reply
 from router.lifecycle.status import Status
 from router.metrics import Metrics
 from router.model import Flow
@@ -375,22 +376,6 @@ async def bounded(calls: Iterable[Awaitable[None]], limit: int) -> None:
             await call
 
     await asyncio.gather(*(one(c) for c in calls))
-
-
-def record_from_reply(
-    flow: Flow, record: ExecutionRecord, reply: ExecutorReply, at: int
-) -> ExecutionRecord:
-    """``record`` (not stored) as the executor's answer describes it."""
-    final = reply.status.is_final
-    return record._replace(
-        flow=flow.name,
-        status=reply.status,
-        stopped_at=max(at, record.started_at) if final else None,
-        input=reply.body.get("input"),
-        output=reply.output,
-        error=reply.error,
-        cause=reply.cause,
-    )
 
 
 def _finished(name: str, status: Status) -> errors.ExecutionFinished:

@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
-from typing import Any
 
 from router.errors import ExecutionNotFound, ExecutorError, NotFound, RouterError
 from router.lifecycle import poll
 from router.lifecycle.driver import Executions, bounded
 from router.lifecycle.journal import Sleep
-from router.lifecycle.record import ExecutionRecord, reported_stop
+from router.lifecycle.record import ExecutionRecord
+from router.lifecycle.replies import reported_stop_of
 
 log = logging.getLogger("flow_router.poller")
 
@@ -133,7 +132,7 @@ class Poller:
                 record, reply.status, reply.output, reply.error, reply.cause,
                 attempt=attempt, now_ms=executions.clock(), retention_ms=executions.retention_ms,
                 backoff=executions.backoff, rng=executions.rng,
-                stopped_at=_reported_stop(reply.body, name),
+                stopped_at=reported_stop_of(reply.body, name),
             )  # fmt: skip
         await self._apply(record, step)
 
@@ -163,14 +162,3 @@ class Poller:
         else:
             log.info("%s", step.reason)
             await executions.store.cancel_poll(record.flow_id, record.name)
-
-
-def _reported_stop(body: Mapping[str, Any], name: str) -> int | None:
-    """The describe answer's ``stoppedAt``; one that is not valid is logged and left
-    out (the poll's own time is used): the executor is not told, and refusing the
-    answer would poll a finished execution until its retention ends."""
-    try:
-        return reported_stop(body.get("stoppedAt"))
-    except ValueError as e:
-        log.warning("execution %s: the executor's describe answer: %s; ignored", name, e)
-        return None

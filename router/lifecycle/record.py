@@ -115,12 +115,13 @@ def reported_stop(value: object) -> int | None:
 
 def stop_time(reported: int | None, started_at: int, now: int) -> int:
     """The final time the record keeps: what the executor reported, kept between the
-    start and ``now`` (clocks differ between hosts), or ``now`` if it reported none.
+    start and ``now`` (clocks differ between hosts), or ``now`` if it reported none
+    (never before the start: another replica's clock may be behind).
 
     Without it, an execution learnt of by polling ends when the poll found it,
     which may be up to one poll interval late (docs/executor-protocol.md)."""
     if reported is None:
-        return now
+        return max(now, started_at)
     return max(min(reported, now), started_at)
 
 

@@ -30,7 +30,7 @@ local function alias_of(base)
   return string.match(base, '^(.*)|[^|]*|[^|]*$')
 end
 local function count_slow(outcomes, threshold, base, status, run_ms)
-  if threshold == nil or run_ms <= threshold then return end
+  if threshold == nil or run_ms == nil or run_ms <= threshold then return end
   redis.call('HINCRBY', outcomes, base .. '|{SLOW}', 1)
   if status == '{Status.SUCCEEDED.value}' then
     redis.call('HINCRBY', outcomes, base .. '|{SLOW_SUCCEEDED}', 1)

@@ -10,10 +10,13 @@ from typing import Any
 import pytest
 
 from router.errors import InvalidArgument
+from router.forward import ExecutorReply
 from router.lifecycle.callback import FinalBody, final_body
 from router.lifecycle.poll import after_reply
 from router.lifecycle.record import ExecutionRecord, reported_stop, stop_time
+from router.lifecycle.replies import record_from_reply
 from router.lifecycle.status import Status
+from router.model import Flow
 from tests.async_executor import Behaviour, Run
 from tests.dialects import cloudflow_client as cf
 from tests.dialects.conftest import GATEWAY_STORES
@@ -38,6 +41,7 @@ def test_anything_else_is_not_a_stop_time(value: Any) -> None:
 
 def test_the_record_keeps_a_reported_stop_between_its_start_and_now() -> None:
     assert stop_time(None, 1_000, 5_000) == 5_000
+    assert stop_time(None, 1_000, 900) == 1_000  # this replica's clock is behind
     assert stop_time(3_000, 1_000, 5_000) == 3_000
     assert stop_time(500, 1_000, 5_000) == 1_000  # the executor's clock is behind
     assert stop_time(9_000, 1_000, 5_000) == 5_000  # ... or ahead
@@ -119,3 +123,21 @@ def test_a_broken_stop_time_in_a_describe_answer_is_ignored(make_rig: Any) -> No
     assert record.status is Status.SUCCEEDED  # finished, not polled until retention ends
     assert run.stopped_at is not None and record.stopped_at is not None
     assert record.stopped_at >= run.stopped_at
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "expected"),
+    [
+        ({"stoppedAt": 1_000_250}, Status.SUCCEEDED, 1_000_250),
+        ({}, Status.FAILED, 1_009_000),  # none reported: the time of the answer
+        ({"stoppedAt": "late"}, Status.ABORTED, 1_009_000),  # not valid: ignored, logged
+        ({"stoppedAt": 1_000_250}, Status.RUNNING, None),  # not final: no end
+    ],
+)
+def test_a_describe_or_stop_answer_ends_the_record_when_the_executor_says(
+    body: dict[str, Any], status: Status, expected: int | None
+) -> None:
+    # what DescribeExecution and StopExecution build from the executor's answer
+    flow = Flow(id="F1", name="orders", definition="d")
+    reply = ExecutorReply(status, None, {"status": status.value, **body})
+    assert record_from_reply(flow, RECORD, reply, 1_009_000).stopped_at == expected

@@ -59,10 +59,10 @@ def test_a_cleared_driver_exports_zeros_not_its_last_values(tmp_path: Path) -> N
     assert done.returncode == 0, done.stderr
     seen = json.loads(done.stdout)
     weight = (
-        "flow_router_rollout_canary_weight[('alias', 'live'), ('flow', 'orders'), ('version', '2')]"  # noqa: E501
+        "flow_router_rollout_canary_weight[('alias', 'live'), ('flow', 'orders'), ('version', '2')]"
     )
     phase = (
-        "flow_router_rollout_phase[('alias', 'live'), ('flow', 'orders'), ('phase', 'Progressing')]"  # noqa: E501
+        "flow_router_rollout_phase[('alias', 'live'), ('flow', 'orders'), ('phase', 'Progressing')]"
     )
     evidence = "flow_router_rollout_evidence[('alias', 'live'), ('flow', 'orders')]"
     assert (seen["driving"][weight], seen["driving"][phase], seen["driving"][evidence]) == (
