@@ -138,24 +138,9 @@ async def delete_flow_alias(call: Call) -> dict[str, Any]:
 async def start_execution(call: Call) -> dict[str, Any]:
     gateway = call.gateway
     routes = await gateway.routes_by_name(call.get("FlowName"))
-    flow = routes.flow
-    qualifier = call.get("Qualifier")
     document = call.json("Input")  # JSON text; the executor gets the parsed document
-    name = call.get("ExecutionName")
-    if qualifier is None or (qualifier.isascii() and qualifier.isdigit()):
-        execution = await gateway.start_execution(
-            flow, version=qualifier, name=name, input=document
-        )
-    else:
-        execution = await gateway.start_execution(
-            flow,
-            alias=routes.alias(qualifier),
-            name=name,
-            input=document,
-            routing_key=call.routing_key,
-        )
-    call.headers[FLOW_VERSION_HEADER] = execution.version
-    definition = await gateway.version_definition(flow, execution.version)
+    execution = await executions.start(call, routes, document)
+    definition = await gateway.version_definition(routes.flow, execution.version)
     return {**execution_body(execution, definition), "Input": call.get("Input") or ""}
 
 

@@ -18,6 +18,7 @@ from router.dialects.cloudflow import execution_shapes as shapes
 from router.dialects.cloudflow.shapes import PAGE_FIELDS, Call
 from router.dialects.common import FLOW_VERSION_HEADER
 from router.model import Flow
+from router.routing import FlowRoutes
 from router.service import Execution
 
 
@@ -77,21 +78,28 @@ async def get_execution_history(call: Call) -> dict[str, Any]:
 
 
 async def start_sync_execution(call: Call) -> dict[str, Any]:
-    gateway = call.gateway
     document = call.json("Input")  # JSON text; the executor gets the parsed document
-    routes = await gateway.routes_by_name(call.get("FlowName"))
-    flow = routes.flow
+    routes = await call.gateway.routes_by_name(call.get("FlowName"))
+    return shapes.sync_body(await start(call, routes, document, sync=True))
+
+
+async def start(call: Call, routes: FlowRoutes, document: Any, sync: bool = False) -> Execution:
+    """StartExecution's and StartSyncExecution's choice: a Qualifier of digits (or none)
+    names a version, anything else an alias, picked by weight or the caller's routing
+    key; the answer says which version ran (``X-Flow-Version``)."""
+    gateway = call.gateway
+    run = gateway.start_sync if sync else gateway.start_execution
     qualifier = call.get("Qualifier")
     name = call.get("ExecutionName")
     if qualifier is None or (qualifier.isascii() and qualifier.isdigit()):
-        execution = await gateway.start_sync(flow, version=qualifier, name=name, input=document)
+        execution = await run(routes.flow, version=qualifier, name=name, input=document)
     else:
-        execution = await gateway.start_sync(
-            flow,
+        execution = await run(
+            routes.flow,
             alias=routes.alias(qualifier),
             name=name,
             input=document,
             routing_key=call.routing_key,
         )
     call.headers[FLOW_VERSION_HEADER] = execution.version
-    return shapes.sync_body(execution)
+    return execution
